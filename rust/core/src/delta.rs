@@ -1,0 +1,206 @@
+//! Element-level list deltas.
+//!
+//! A list channel value is stored either as a keyframe (the whole msgpack array)
+//! or as a delta against an earlier stored version of the same channel:
+//! `base[..keep] + new elements`. The writer keeps, per channel, the 128-bit
+//! hashes of the last stored elements; the common prefix of old and new hashes
+//! decides `keep`. Every element is re-encoded and re-hashed on every put, so a
+//! message mutated in place (at any depth) changes its hash and is stored again:
+//! nothing is ever persisted stale.
+
+use crate::envelope::{self, DeltaHeader};
+use crate::wire;
+use crate::{Error, Result};
+
+/// What the writer remembers about the last stored version of one list channel.
+#[derive(Debug, Clone)]
+pub struct ListState {
+    pub version: String,
+    pub hashes: Vec<u128>,
+    /// Number of deltas since the last keyframe (0 right after a keyframe).
+    pub depth: u32,
+}
+
+/// When to stop chaining deltas and write a keyframe.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Longest delta chain behind a keyframe (bounds reads to this many blobs).
+    pub max_depth: u32,
+    /// Lists shorter than this are always stored whole.
+    pub min_len: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { max_depth: 64, min_len: 4 }
+    }
+}
+
+/// Hash of one encoded element.
+pub fn hash(elem: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(elem)
+}
+
+/// Number of leading elements `old` and `new` share.
+pub fn common_prefix(old: &[u128], new: &[u128]) -> usize {
+    old.iter().zip(new).take_while(|(a, b)| a == b).count()
+}
+
+/// Decides how to store `new_hashes`: `Some(keep)` for a delta against `prev`,
+/// `None` for a keyframe.
+pub fn plan(prev: Option<&ListState>, new_hashes: &[u128], policy: Policy) -> Option<usize> {
+    let prev = prev?;
+    if new_hashes.len() < policy.min_len || prev.depth >= policy.max_depth {
+        return None;
+    }
+    let keep = common_prefix(&prev.hashes, new_hashes);
+    // A delta that keeps less than half of the list saves little: start afresh.
+    (keep > 0 && keep * 2 >= new_hashes.len()).then_some(keep)
+}
+
+/// Seals a list value given its encoded elements (concatenated, with their
+/// boundaries) as a keyframe or, when `keep` is given, as a delta on `base`.
+pub fn seal_list(elems: &[u8], bounds: &[usize], keep: Option<(usize, &str)>) -> Vec<u8> {
+    let n = bounds.len().saturating_sub(1);
+    match keep {
+        Some((keep, base)) => {
+            let header = DeltaHeader { base: base.to_owned(), keep: keep as u32, total: n as u32 };
+            envelope::seal(&elems[bounds[keep]..], Some(&header))
+        }
+        None => {
+            let mut body = Vec::with_capacity(elems.len() + 5);
+            wire::write_array_header(&mut body, n);
+            body.extend_from_slice(elems);
+            envelope::seal(&body, None)
+        }
+    }
+}
+
+/// Rebuilds the full msgpack value from a chain of envelopes, newest first,
+/// ending with a keyframe. Each delta must name the next blob as its base
+/// (the caller looks bases up by version; `bases[i]` is the version of chain[i]).
+pub fn assemble(chain: &[&[u8]]) -> Result<Vec<u8>> {
+    let opened = chain
+        .iter()
+        .map(|b| envelope::open(b))
+        .collect::<Result<Vec<_>>>()?;
+    let (last, deltas) = opened.split_last().ok_or_else(|| Error::BrokenChain("empty chain".into()))?;
+    if last.delta.is_some() {
+        return Err(Error::BrokenChain("chain does not end in a keyframe".into()));
+    }
+    if deltas.is_empty() {
+        return Ok(last.body.to_vec());
+    }
+    let mut elems: Vec<&[u8]> = wire::split_array(&last.body)?
+        .into_iter()
+        .map(|r| &last.body[r])
+        .collect();
+    for d in deltas.iter().rev() {
+        let h = d.delta.as_ref().expect("non-last chain links are deltas");
+        let keep = h.keep as usize;
+        if keep > elems.len() {
+            return Err(Error::BrokenChain(format!(
+                "delta keeps {keep} elements of a base holding {}",
+                elems.len()
+            )));
+        }
+        elems.truncate(keep);
+        let body: &[u8] = &d.body;
+        let mut pos = 0;
+        while pos < body.len() {
+            let end = wire::skip_value(body, pos, 1)?;
+            elems.push(&body[pos..end]);
+            pos = end;
+        }
+        if elems.len() != h.total as usize {
+            return Err(Error::BrokenChain(format!(
+                "delta announces {} elements, rebuilt {}",
+                h.total,
+                elems.len()
+            )));
+        }
+    }
+    let size: usize = elems.iter().map(|e| e.len()).sum();
+    let mut out = Vec::with_capacity(size + 5);
+    wire::write_array_header(&mut out, elems.len());
+    for e in elems {
+        out.extend_from_slice(e);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(items: &[&str]) -> (Vec<u8>, Vec<usize>, Vec<u128>) {
+        let mut buf = Vec::new();
+        let mut bounds = vec![0];
+        let mut hashes = Vec::new();
+        for it in items {
+            let start = buf.len();
+            rmp::encode::write_str(&mut buf, it).unwrap();
+            hashes.push(hash(&buf[start..]));
+            bounds.push(buf.len());
+        }
+        (buf, bounds, hashes)
+    }
+
+    fn whole(items: &[&str]) -> Vec<u8> {
+        let (e, _, _) = encode(items);
+        let mut out = Vec::new();
+        wire::write_array_header(&mut out, items.len());
+        out.extend_from_slice(&e);
+        out
+    }
+
+    #[test]
+    fn append_replace_and_truncate_rebuild_exactly() {
+        let policy = Policy { max_depth: 8, min_len: 1 };
+        let v1 = ["a", "b", "c", "d"];
+        let v2 = ["a", "b", "c", "d", "e"];
+        let v3 = ["a", "b", "X", "d", "e", "f"]; // in-place change of an old element
+        let v4 = ["a", "b", "X", "d"]; // removal at the tail
+        let (e1, b1, h1) = encode(&v1);
+        let k1 = seal_list(&e1, &b1, None);
+        let s1 = ListState { version: "1".into(), hashes: h1, depth: 0 };
+
+        let (e2, b2, h2) = encode(&v2);
+        let keep = plan(Some(&s1), &h2, policy).unwrap();
+        assert_eq!(keep, 4);
+        let d2 = seal_list(&e2, &b2, Some((keep, "1")));
+        let s2 = ListState { version: "2".into(), hashes: h2, depth: 1 };
+
+        let (e3, b3, h3) = encode(&v3);
+        let keep = plan(Some(&s2), &h3, policy).unwrap();
+        assert_eq!(keep, 2, "the mutated element is not kept");
+        let d3 = seal_list(&e3, &b3, Some((keep, "2")));
+        let s3 = ListState { version: "3".into(), hashes: h3, depth: 2 };
+
+        let (e4, b4, h4) = encode(&v4);
+        let keep = plan(Some(&s3), &h4, policy).unwrap();
+        let d4 = seal_list(&e4, &b4, Some((keep, "3")));
+
+        assert_eq!(assemble(&[&k1]).unwrap(), whole(&v1));
+        assert_eq!(assemble(&[&d2, &k1]).unwrap(), whole(&v2));
+        assert_eq!(assemble(&[&d3, &d2, &k1]).unwrap(), whole(&v3));
+        assert_eq!(assemble(&[&d4, &d3, &d2, &k1]).unwrap(), whole(&v4));
+    }
+
+    #[test]
+    fn depth_limit_forces_keyframe() {
+        let (_, _, h) = encode(&["a", "b", "c", "d"]);
+        let s = ListState { version: "1".into(), hashes: h.clone(), depth: 3 };
+        assert_eq!(plan(Some(&s), &h, Policy { max_depth: 3, min_len: 1 }), None);
+        assert_eq!(plan(None, &h, Policy::default()), None);
+    }
+
+    #[test]
+    fn broken_chains_are_errors() {
+        let (e, b, _) = encode(&["a", "b"]);
+        let d = seal_list(&e, &b, Some((1, "0")));
+        assert!(matches!(assemble(&[&d]), Err(Error::BrokenChain(_))));
+        let k = seal_list(&e[..0], &b[..1], None);
+        assert!(matches!(assemble(&[&d, &k]), Err(Error::BrokenChain(_))));
+    }
+}

@@ -1,0 +1,15 @@
+//! fastcheckpoint core: everything that does not need Python.
+//!
+//! * [`wire`]: msgpack framing helpers (skip a value, split an array) with depth
+//!   and size bounds, used to slice element bytes without decoding them.
+//! * [`envelope`]: our own blob envelope (magic, version, flags, CRC32, optional
+//!   zstd body, optional list-delta header).
+//! * [`delta`]: element-level list deltas: the keyframe/delta decision and the
+//!   reconstruction of a full msgpack array from a delta chain.
+
+pub mod delta;
+pub mod envelope;
+pub mod error;
+pub mod wire;
+
+pub use error::{Error, Result};
