@@ -32,7 +32,10 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_depth: 64, min_len: 4 }
+        Policy {
+            max_depth: 64,
+            min_len: 4,
+        }
     }
 }
 
@@ -64,7 +67,11 @@ pub fn seal_list(elems: &[u8], bounds: &[usize], keep: Option<(usize, &str)>) ->
     let n = bounds.len().saturating_sub(1);
     match keep {
         Some((keep, base)) => {
-            let header = DeltaHeader { base: base.to_owned(), keep: keep as u32, total: n as u32 };
+            let header = DeltaHeader {
+                base: base.to_owned(),
+                keep: keep as u32,
+                total: n as u32,
+            };
             envelope::seal(&elems[bounds[keep]..], Some(&header))
         }
         None => {
@@ -84,9 +91,13 @@ pub fn assemble(chain: &[&[u8]]) -> Result<Vec<u8>> {
         .iter()
         .map(|b| envelope::open(b))
         .collect::<Result<Vec<_>>>()?;
-    let (last, deltas) = opened.split_last().ok_or_else(|| Error::BrokenChain("empty chain".into()))?;
+    let (last, deltas) = opened
+        .split_last()
+        .ok_or_else(|| Error::BrokenChain("empty chain".into()))?;
     if last.delta.is_some() {
-        return Err(Error::BrokenChain("chain does not end in a keyframe".into()));
+        return Err(Error::BrokenChain(
+            "chain does not end in a keyframe".into(),
+        ));
     }
     if deltas.is_empty() {
         return Ok(last.body.to_vec());
@@ -156,26 +167,41 @@ mod tests {
 
     #[test]
     fn append_replace_and_truncate_rebuild_exactly() {
-        let policy = Policy { max_depth: 8, min_len: 1 };
+        let policy = Policy {
+            max_depth: 8,
+            min_len: 1,
+        };
         let v1 = ["a", "b", "c", "d"];
         let v2 = ["a", "b", "c", "d", "e"];
         let v3 = ["a", "b", "c", "X", "e"]; // in-place change of an old element
         let v4 = ["a", "b", "c", "X"]; // removal at the tail
         let (e1, b1, h1) = encode(&v1);
         let k1 = seal_list(&e1, &b1, None);
-        let s1 = ListState { version: "1".into(), hashes: h1, depth: 0 };
+        let s1 = ListState {
+            version: "1".into(),
+            hashes: h1,
+            depth: 0,
+        };
 
         let (e2, b2, h2) = encode(&v2);
         let keep = plan(Some(&s1), &h2, policy).unwrap();
         assert_eq!(keep, 4);
         let d2 = seal_list(&e2, &b2, Some((keep, "1")));
-        let s2 = ListState { version: "2".into(), hashes: h2, depth: 1 };
+        let s2 = ListState {
+            version: "2".into(),
+            hashes: h2,
+            depth: 1,
+        };
 
         let (e3, b3, h3) = encode(&v3);
         let keep = plan(Some(&s2), &h3, policy).unwrap();
         assert_eq!(keep, 3, "the mutated element is not kept");
         let d3 = seal_list(&e3, &b3, Some((keep, "2")));
-        let s3 = ListState { version: "3".into(), hashes: h3, depth: 2 };
+        let s3 = ListState {
+            version: "3".into(),
+            hashes: h3,
+            depth: 2,
+        };
 
         let (e4, b4, h4) = encode(&v4);
         let keep = plan(Some(&s3), &h4, policy).unwrap();
@@ -190,8 +216,22 @@ mod tests {
     #[test]
     fn depth_limit_forces_keyframe() {
         let (_, _, h) = encode(&["a", "b", "c", "d"]);
-        let s = ListState { version: "1".into(), hashes: h.clone(), depth: 3 };
-        assert_eq!(plan(Some(&s), &h, Policy { max_depth: 3, min_len: 1 }), None);
+        let s = ListState {
+            version: "1".into(),
+            hashes: h.clone(),
+            depth: 3,
+        };
+        assert_eq!(
+            plan(
+                Some(&s),
+                &h,
+                Policy {
+                    max_depth: 3,
+                    min_len: 1
+                }
+            ),
+            None
+        );
         assert_eq!(plan(None, &h, Policy::default()), None);
     }
 

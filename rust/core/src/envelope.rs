@@ -117,7 +117,9 @@ fn parse(blob: &[u8]) -> Result<(u8, Option<DeltaHeader>, usize)> {
     }
     let flags = blob[3];
     if flags & !(FLAG_ZSTD | FLAG_DELTA) != 0 {
-        return Err(Error::Malformed(format!("unknown envelope flags {flags:#04x}")));
+        return Err(Error::Malformed(format!(
+            "unknown envelope flags {flags:#04x}"
+        )));
     }
     let mut pos = HEADER;
     let delta = if flags & FLAG_DELTA != 0 {
@@ -135,7 +137,9 @@ fn parse(blob: &[u8]) -> Result<(u8, Option<DeltaHeader>, usize)> {
         let total = le_u32(blob, pos + 4)?;
         pos += 8;
         if keep > total {
-            return Err(Error::Malformed("delta keeps more elements than it holds".into()));
+            return Err(Error::Malformed(
+                "delta keeps more elements than it holds".into(),
+            ));
         }
         Some(DeltaHeader { base, keep, total })
     } else {
@@ -162,9 +166,12 @@ pub fn open(blob: &[u8]) -> Result<Opened<'_>> {
         if size > MAX_BODY {
             return Err(Error::TooLarge(size));
         }
-        let out = zstd::bulk::decompress(body, size).map_err(|e| Error::Decompress(e.to_string()))?;
+        let out =
+            zstd::bulk::decompress(body, size).map_err(|e| Error::Decompress(e.to_string()))?;
         if out.len() != size {
-            return Err(Error::Decompress("size differs from the frame header".into()));
+            return Err(Error::Decompress(
+                "size differs from the frame header".into(),
+            ));
         }
         Cow::Owned(out)
     } else {
@@ -191,7 +198,11 @@ mod tests {
 
     #[test]
     fn delta_header_round_trip() {
-        let d = DeltaHeader { base: "00000000000000000000000000000003.0.5".into(), keep: 7, total: 9 };
+        let d = DeltaHeader {
+            base: "00000000000000000000000000000003.0.5".into(),
+            keep: 7,
+            total: 9,
+        };
         let blob = seal(&[0x01, 0x02], Some(&d));
         assert_eq!(delta_base(&blob).unwrap().as_deref(), Some(d.base.as_str()));
         assert_eq!(open(&blob).unwrap().delta, Some(d));

@@ -73,7 +73,9 @@ pub fn read_array_header(buf: &[u8], pos: usize) -> Result<(usize, usize)> {
         m @ 0x90..=0x9f => Ok((m as usize & 0x0f, pos + 1)),
         0xdc => Ok((be(buf, pos + 1, 2)?, pos + 3)),
         0xdd => Ok((be(buf, pos + 1, 4)?, pos + 5)),
-        m => Err(Error::Malformed(format!("expected an array, found marker {m:#04x}"))),
+        m => Err(Error::Malformed(format!(
+            "expected an array, found marker {m:#04x}"
+        ))),
     }
 }
 

@@ -1,1 +1,27 @@
+//! The `fastcheckpoint._native` extension module (private; the public API is Python).
+//!
+//! * [`codec`]: `Codec`, the Python <-> msgpack codec compatible with LangGraph's
+//!   `JsonPlusSerializer` ("msgpack" type, ext codes 0-7), with its security policy.
+//! * [`writer`]: `DeltaWriter`, the per-saver state that turns channel values into
+//!   checksummed keyframe/delta blobs, and the chain reader.
+//! * [`errors`]: the single mapping from Rust errors to the Python exception tree.
 
+mod codec;
+mod decode;
+mod encode;
+mod errors;
+mod pyrefs;
+mod writer;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<codec::Codec>()?;
+    m.add_class::<writer::DeltaWriter>()?;
+    m.add_function(wrap_pyfunction!(writer::assemble_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::delta_base, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::is_envelope, m)?)?;
+    m.add("ENVELOPE_TYPE", writer::ENVELOPE_TYPE)?;
+    Ok(())
+}

@@ -1,0 +1,41 @@
+# The README's commands. Every target sets up what it needs on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test test-rust test-python bench lint install venv clean
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "maturin>=1.7,<2"
+	touch $@
+
+venv: $(VENV)/.created
+
+# Builds the extension (release) and installs it with every test/demo dependency.
+install: venv
+	$(PY) -m pip install -q ".[test]"
+
+demo: install
+	$(PY) -m fastcheckpoint.demo
+
+test-rust:
+	cargo test -p fastcheckpoint-core
+
+test-python: install
+	bash scripts/pytest.sh $(VENV)
+
+test: test-rust test-python
+
+bench: install
+	$(PY) -m pytest benches -q -p no:cacheprovider --benchmark-disable -s
+
+lint: install
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+
+clean:
+	rm -rf $(VENV) target

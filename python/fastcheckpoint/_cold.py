@@ -1,0 +1,193 @@
+"""Rare-type paths of the native codec, kept in Python where speed does not matter.
+
+Each function mirrors the matching branch of upstream's ``_msgpack_default`` /
+``_create_msgpack_ext_hook`` so that bytes and results stay compatible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import logging
+import pathlib
+import re
+import sys
+from collections import deque
+from datetime import date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from langgraph.checkpoint.serde.event_hooks import emit_serde_event
+from langgraph.checkpoint.serde.types import SendProtocol
+
+from fastcheckpoint.errors import DisallowedTypeError, SerializationError
+
+logger = logging.getLogger("fastcheckpoint.serde")
+
+EXT_CONSTRUCTOR_SINGLE_ARG = 0
+EXT_CONSTRUCTOR_POS_ARGS = 1
+EXT_CONSTRUCTOR_KW_ARGS = 2
+EXT_PYDANTIC_V1 = 4
+EXT_NUMPY_ARRAY = 6
+
+_IP_TYPES = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Address,
+    ipaddress.IPv6Interface,
+    ipaddress.IPv6Network,
+)
+# Value types a permissive decoder may construct without an explicit allowlist.
+_VALUE_BASES = (date, time, timedelta, tzinfo, UUID, Decimal, set, frozenset, deque, pathlib.PurePath, *_IP_TYPES)
+_warned: set[tuple[str, str, str]] = set()
+
+
+def _warn_once(kind: str, module: str, name: str, msg: str, *args: Any) -> None:
+    key = (kind, module, name)
+    if key in _warned or len(_warned) >= 1000:
+        return
+    _warned.add(key)
+    logger.warning(msg, *args)
+
+
+def _head(obj: Any) -> tuple[str, str]:
+    return obj.__class__.__module__, obj.__class__.__name__
+
+
+def default(obj: Any) -> tuple[int | None, Any]:
+    """(ext code, payload) for a rare type, or (None, replacement value)."""
+    if hasattr(obj, "get_secret_value") and callable(obj.get_secret_value):
+        return EXT_CONSTRUCTOR_SINGLE_ARG, (*_head(obj), obj.get_secret_value())
+    if hasattr(obj, "dict") and callable(obj.dict):  # pydantic v1
+        return EXT_PYDANTIC_V1, (*_head(obj), obj.dict())
+    if hasattr(obj, "_asdict") and callable(obj._asdict):
+        return EXT_CONSTRUCTOR_KW_ARGS, (*_head(obj), obj._asdict())
+    if isinstance(obj, pathlib.Path):
+        return EXT_CONSTRUCTOR_POS_ARGS, (*_head(obj), obj.parts)
+    if isinstance(obj, re.Pattern):
+        return EXT_CONSTRUCTOR_POS_ARGS, ("re", "compile", (obj.pattern, obj.flags))
+    if isinstance(obj, _IP_TYPES):
+        return EXT_CONSTRUCTOR_SINGLE_ARG, (*_head(obj), str(obj))
+    if isinstance(obj, ZoneInfo):
+        return EXT_CONSTRUCTOR_SINGLE_ARG, (*_head(obj), obj.key)
+    if isinstance(obj, SendProtocol):
+        args: tuple[Any, ...] = (obj.node, obj.arg)
+        if (timeout := getattr(obj, "timeout", None)) is not None:
+            args = (*args, timeout)
+        return EXT_CONSTRUCTOR_POS_ARGS, (*_head(obj), args)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return EXT_CONSTRUCTOR_KW_ARGS, (*_head(obj), fields)
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise SerializationError(
+                "numpy arrays of Python objects cannot be stored (LangGraph's format "
+                "would write raw pointers); convert the array to a list first"
+            )
+        order = "F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C"
+        buf = obj.tobytes(order="A")
+        return EXT_NUMPY_ARRAY, (obj.dtype.str, obj.shape, order, buf)
+    if isinstance(obj, BaseException):
+        return None, repr(obj)
+    raise SerializationError(f"Object of type {obj.__class__.__name__} is not serializable")
+
+
+def pydantic_plain_fields(cls: type) -> tuple[list[str], bool] | None:
+    """Field names when ``model_dump()`` of ``cls`` is exactly its field values.
+
+    Returns None (call ``model_dump()``) for root models, computed fields,
+    excluded fields and custom serializers.
+    """
+    fields = getattr(cls, "__pydantic_fields__", None)
+    if not isinstance(fields, dict) or getattr(cls, "__pydantic_root_model__", False):
+        return None
+    if getattr(cls, "__pydantic_computed_fields__", None):
+        return None
+    decorators = getattr(cls, "__pydantic_decorators__", None)
+    if decorators is None or decorators.field_serializers or decorators.model_serializers:
+        return None
+    for info in fields.values():
+        if info.exclude or getattr(info, "exclude_if", None) is not None:
+            return None
+        if any("Serializer" in type(m).__name__ for m in info.metadata):
+            return None
+    config = getattr(cls, "model_config", {}) or {}
+    return list(fields), config.get("extra") == "allow"
+
+
+def dataclass_fields(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def is_data_type(cls: Any) -> bool:
+    """True for classes whose construction only builds data (no arbitrary call)."""
+    if not isinstance(cls, type):
+        return False
+    if issubclass(cls, BaseException):
+        return False
+    if dataclasses.is_dataclass(cls) or issubclass(cls, (enum.Enum, *_VALUE_BASES)):
+        return True
+    if issubclass(cls, tuple) and hasattr(cls, "_fields"):
+        return True
+    for mod in ("pydantic", "pydantic.v1"):
+        m = sys.modules.get(mod)
+        if m is not None and issubclass(cls, m.BaseModel):
+            return True
+    return cls.__module__.split(".")[0] == "pydantic" and hasattr(cls, "get_secret_value")
+
+
+def on_blocked(module: str, name: str) -> None:
+    emit_serde_event({"kind": "msgpack_blocked", "module": module, "name": name})
+
+
+def on_unregistered(module: str, name: str) -> None:
+    emit_serde_event({"kind": "msgpack_unregistered_allowed", "module": module, "name": name})
+    _warn_once(
+        "unregistered",
+        module,
+        name,
+        "Deserializing unregistered type %s.%s from checkpoint. Set "
+        "LANGGRAPH_STRICT_MSGPACK=true to block it, or add it to "
+        "allowed_msgpack_modules: [(%r, %r)]",
+        module,
+        name,
+        module,
+        name,
+    )
+
+
+def reconstruction_fallback(module: str, name: str, payload: Any, exc: BaseException) -> Any:
+    """As upstream: a class that cannot be rebuilt yields its serialized data."""
+    _warn_once(
+        "unreconstructable",
+        module,
+        name,
+        "Could not reconstruct %s.%s from checkpoint (%s); returning its serialized data instead.",
+        module,
+        name,
+        type(exc).__name__,
+    )
+    return payload
+
+
+def send_from_args(args: Any) -> Any:
+    from langgraph.types import Send
+
+    if len(args) == 2:
+        return Send(*args)
+    return Send(args[0], args[1], timeout=args[2])
+
+
+def numpy_from(meta: Any) -> Any:
+    import numpy as np
+
+    dtype_str, shape, order, buf = meta
+    dtype = np.dtype(dtype_str)
+    if dtype.hasobject:
+        raise DisallowedTypeError("refused to load a numpy array of Python objects")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)

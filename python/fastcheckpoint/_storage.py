@@ -1,0 +1,110 @@
+"""The storage model shared by every backend: how channel values become stored
+blobs and back, independent of where the blobs live.
+
+* Only channels named in ``new_versions`` are written (unchanged channels keep
+  pointing at the stored ``(channel, version)``).
+* With a ``RustSerializer``, lists are stored as keyframes or element deltas and
+  every blob is a checksummed (and, when large, zstd-compressed) envelope tagged
+  ``ENVELOPE_TYPE``. Any other serializer (``EncryptedSerializer``, a custom
+  ``JsonPlusSerializer``) is used exactly as upstream uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, SerializerProtocol
+
+from fastcheckpoint._native import ENVELOPE_TYPE, Codec, DeltaWriter, delta_base
+from fastcheckpoint.errors import ConfigError, CorruptDataError
+from fastcheckpoint.serde import RustSerializer, default_serializer
+
+Typed = tuple[str, bytes]
+# A delta chain longer than this can only come from a cycle in corrupt data.
+_MAX_CHAIN = 100_000
+
+
+def thread_id_of(config: RunnableConfig | None) -> str:
+    try:
+        tid = config["configurable"]["thread_id"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            "config['configurable']['thread_id'] is required: pass "
+            "{'configurable': {'thread_id': ...}} to identify the thread"
+        ) from None
+    if tid is None:
+        raise ConfigError("config['configurable']['thread_id'] must not be None")
+    return str(tid)
+
+
+def checkpoint_ns_of(config: RunnableConfig) -> str:
+    return config["configurable"].get("checkpoint_ns", "") or ""
+
+
+def codec_of(serde: SerializerProtocol) -> Codec:
+    """The codec reading our envelopes: the saver's own when it is ours."""
+    if isinstance(serde, RustSerializer):
+        return serde.codec
+    return default_serializer().codec
+
+
+def encode_channels(
+    serde: SerializerProtocol,
+    writer: DeltaWriter,
+    thread_id: str,
+    checkpoint_ns: str,
+    values: Mapping[str, Any],
+    new_versions: ChannelVersions,
+) -> list[tuple[str, str | int | float, Typed]]:
+    """The blobs one put stores: one per channel in ``new_versions``."""
+    if isinstance(serde, RustSerializer):
+        return [
+            (ch, ver, (t, b))
+            for ch, ver, t, b in writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions))
+        ]
+    return [
+        (ch, ver, serde.dumps_typed(values[ch]) if ch in values else ("empty", b""))
+        for ch, ver in new_versions.items()
+    ]
+
+
+def load_channel(
+    serde: SerializerProtocol,
+    typed: Typed,
+    fetch_base: Callable[[str], Typed | None],
+    where: str,
+) -> Any:
+    """Decodes one stored blob; ``fetch_base(version)`` returns a delta's base."""
+    type_, data = typed
+    if type_ != ENVELOPE_TYPE:
+        return serde.loads_typed(typed)
+    chain = [data]
+    base = delta_base(data)
+    while base is not None:
+        if len(chain) > _MAX_CHAIN:
+            raise CorruptDataError(f"{where}: delta chain does not terminate")
+        nxt = fetch_base(base)
+        if nxt is None or nxt[0] != ENVELOPE_TYPE:
+            raise CorruptDataError(f"{where}: delta base version {base} is missing")
+        chain.append(nxt[1])
+        base = delta_base(nxt[1])
+    return codec_of(serde).loads_chain(chain)
+
+
+def blob_closure(keys: set[tuple[Any, ...]], blobs: Mapping[tuple[Any, ...], Typed]) -> set[tuple[Any, ...]]:
+    """``keys`` (thread, ns, channel, version) plus every delta base they need."""
+    out: set[tuple[Any, ...]] = set()
+    todo = [k for k in keys if k in blobs]
+    while todo:
+        k = todo.pop()
+        if k in out:
+            continue
+        out.add(k)
+        typed = blobs.get(k)
+        if typed is not None and typed[0] == ENVELOPE_TYPE:
+            base = delta_base(typed[1])
+            if base is not None:
+                todo.append((*k[:3], base))
+    return out

@@ -1,0 +1,49 @@
+"""The exception tree: every error fastcheckpoint raises derives from CheckpointError.
+
+Classes also derive from the builtin exception upstream code expects in the same
+situation, so existing ``except TypeError`` / ``except KeyError`` handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class CheckpointError(Exception):
+    """Base class of every fastcheckpoint error."""
+
+
+class SerializationError(CheckpointError, TypeError):
+    """A value cannot be encoded in LangGraph's msgpack format."""
+
+
+class DeserializationError(CheckpointError, ValueError):
+    """Stored bytes are truncated, malformed or otherwise undecodable."""
+
+
+class CorruptDataError(DeserializationError):
+    """A stored blob fails its checksum or its delta chain is incomplete."""
+
+
+class DisallowedTypeError(DeserializationError):
+    """A stored blob names a type or callable the security policy refuses."""
+
+
+class UnknownSerializationTypeError(CheckpointError, NotImplementedError):
+    """A stored value carries a type tag no configured serializer understands."""
+
+
+class ConfigError(CheckpointError, KeyError, ValueError):
+    """The RunnableConfig passed to a saver lacks a required key or is malformed."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "CorruptDataError",
+    "DeserializationError",
+    "DisallowedTypeError",
+    "SerializationError",
+    "UnknownSerializationTypeError",
+]

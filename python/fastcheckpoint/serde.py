@@ -1,0 +1,112 @@
+"""``RustSerializer``: a drop-in for LangGraph's ``JsonPlusSerializer``.
+
+It subclasses ``JsonPlusSerializer`` (so ``isinstance`` checks, ``with_allowlist``
+and ``EncryptedSerializer`` keep working) and replaces the hot paths: the
+``"msgpack"`` type is encoded and decoded by the native codec, byte-compatible
+with upstream in both directions. Security differs on purpose: a refused type is a
+``DisallowedTypeError`` instead of a silently returned raw payload, and even the
+permissive default only constructs data types (see README, "Differences").
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from langgraph.checkpoint.serde import _msgpack as _lg_msgpack
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from fastcheckpoint._native import ENVELOPE_TYPE, Codec
+from fastcheckpoint.errors import DisallowedTypeError, UnknownSerializationTypeError
+
+EMPTY_BYTES = b""
+
+
+def _make_codec(allowed: set[tuple[str, ...]] | Literal[True] | None) -> Codec:
+    return Codec(
+        permissive=allowed is True,
+        allowed=None if allowed is True else allowed,
+        safe=_lg_msgpack.SAFE_MSGPACK_TYPES,
+        safe_methods=_lg_msgpack.SAFE_MSGPACK_METHODS,
+    )
+
+
+class RustSerializer(JsonPlusSerializer):
+    """Serializer whose msgpack encoding and decoding run in Rust.
+
+    Same constructor as ``JsonPlusSerializer``. ``LANGGRAPH_STRICT_MSGPACK`` and
+    ``allowed_msgpack_modules`` are honoured as upstream does; ``pickle`` is only
+    ever read or written when ``pickle_fallback=True``.
+    """
+
+    def __init__(
+        self,
+        *,
+        pickle_fallback: bool = False,
+        allowed_json_modules: Iterable[tuple[str, ...]] | Literal[True] | None = None,
+        allowed_msgpack_modules: Any = _lg_msgpack._SENTINEL,
+        __unpack_ext_hook__: Any = None,
+    ) -> None:
+        super().__init__(
+            pickle_fallback=pickle_fallback,
+            allowed_json_modules=allowed_json_modules,
+            allowed_msgpack_modules=allowed_msgpack_modules,
+            __unpack_ext_hook__=__unpack_ext_hook__,
+        )
+        self._codec = _make_codec(self._allowed_msgpack_modules)
+
+    def with_msgpack_allowlist(self, extra_allowlist: Iterable[tuple[str, ...] | type]) -> RustSerializer:
+        clone = super().with_msgpack_allowlist(extra_allowlist)
+        if clone is not self:
+            clone._codec = _make_codec(clone._allowed_msgpack_modules)
+        return clone  # type: ignore[return-value]
+
+    @property
+    def codec(self) -> Codec:
+        """The native codec (used by the savers for their own envelopes)."""
+        return self._codec
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if obj is None:
+            return "null", EMPTY_BYTES
+        if isinstance(obj, bytes):
+            return "bytes", obj
+        if isinstance(obj, bytearray):
+            return "bytearray", obj
+        try:
+            return "msgpack", self._codec.dumps(obj)
+        except TypeError:
+            if self.pickle_fallback:
+                return "pickle", pickle.dumps(obj)
+            raise
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        type_, data_ = data
+        if type_ == "msgpack":
+            if self._custom_unpack_ext_hook:
+                return super().loads_typed(data)
+            return self._codec.loads(data_)
+        if type_ == ENVELOPE_TYPE:
+            return self._codec.loads_chain([data_])
+        if type_ in ("null", "bytes", "bytearray", "json"):
+            return super().loads_typed(data)
+        if type_ == "pickle":
+            if self.pickle_fallback:
+                return pickle.loads(data_)
+            raise DisallowedTypeError("refused to unpickle stored data: pass RustSerializer(pickle_fallback=True) to allow it")
+        raise UnknownSerializationTypeError(f"Unknown serialization type: {type_}")
+
+
+_default: RustSerializer | None = None
+
+
+def default_serializer() -> RustSerializer:
+    """A shared RustSerializer with the default (environment-driven) policy."""
+    global _default
+    if _default is None:
+        _default = RustSerializer()
+    return _default
+
+
+__all__ = ["RustSerializer", "default_serializer"]

@@ -1,0 +1,279 @@
+//! `Codec`: the native half of `fastcheckpoint.serde.RustSerializer`.
+//!
+//! Security policy (mirrors `JsonPlusSerializer`'s `allowed_msgpack_modules`, but
+//! refusals are typed errors instead of silently returned raw arguments):
+//! * types in LangGraph's `SAFE_MSGPACK_TYPES` and in the explicit allowlist are
+//!   always reconstructed;
+//! * permissive mode (upstream's default) additionally reconstructs *data types*
+//!   only: pydantic models, dataclasses, enums, named tuples and the standard
+//!   value types. A blob naming a function or any other callable (`os.system`,
+//!   `subprocess.Popen`, `builtins.eval`) is refused; nothing is called;
+//! * strict mode (`LANGGRAPH_STRICT_MSGPACK`, or an explicit allowlist) refuses
+//!   everything else.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::decode::Decoder;
+use crate::encode::Encoder;
+use crate::errors::{core_error, deserialization_error, disallowed_type_error};
+use crate::pyrefs::std;
+
+type Key = (String, String);
+
+#[pyclass(frozen, module = "fastcheckpoint._native")]
+pub struct Codec {
+    permissive: bool,
+    allowed: HashSet<Key>,
+    safe: HashSet<Key>,
+    safe_methods: HashSet<(String, String, String)>,
+    /// Classes already resolved and permitted, by (module, name).
+    resolved: Mutex<HashMap<Key, Py<PyAny>>>,
+}
+
+/// Why a class could not be used.
+enum Unusable {
+    /// The policy forbids it: a typed error for the caller.
+    Refused(PyErr),
+    /// It could not be imported or found: upstream returns the raw payload.
+    Missing(PyErr),
+}
+
+impl Codec {
+    fn resolve<'py>(
+        &self,
+        py: Python<'py>,
+        module: &str,
+        name: &str,
+    ) -> Result<Bound<'py, PyAny>, Unusable> {
+        let key = (module.to_owned(), name.to_owned());
+        if let Some(c) = self.resolved.lock().unwrap().get(&key) {
+            return Ok(c.bind(py).clone());
+        }
+        let cold = std(py).map_err(Unusable::Missing)?.cold.bind(py);
+        let listed = self.safe.contains(&key) || self.allowed.contains(&key);
+        if !listed && !self.permissive {
+            let _ = cold.call_method1("on_blocked", (module, name));
+            return Err(Unusable::Refused(disallowed_type_error(format!(
+                "refused to deserialize {module}.{name}: not in allowed_msgpack_modules \
+                 (strict mode). Allow it with RustSerializer(allowed_msgpack_modules=[({module:?}, {name:?})])"
+            ))));
+        }
+        let cls = py
+            .import(module)
+            .and_then(|m| m.getattr(name))
+            .map_err(Unusable::Missing)?;
+        if !listed {
+            let ok: bool = cold
+                .call_method1("is_data_type", (&cls,))
+                .and_then(|r| r.extract())
+                .map_err(Unusable::Missing)?;
+            if !ok {
+                let _ = cold.call_method1("on_blocked", (module, name));
+                return Err(Unusable::Refused(disallowed_type_error(format!(
+                    "refused to deserialize {module}.{name}: it is not a data type \
+                     (pydantic model, dataclass, enum, named tuple or standard value type)"
+                ))));
+            }
+            let _ = cold.call_method1("on_unregistered", (module, name));
+        }
+        self.resolved
+            .lock()
+            .unwrap()
+            .insert(key, cls.clone().unbind());
+        Ok(cls)
+    }
+
+    /// Decodes one ext value (called by the decoder).
+    pub fn ext<'py>(
+        &self,
+        py: Python<'py>,
+        code: i8,
+        data: &[u8],
+        depth: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let s = std(py)?;
+        match code {
+            7 => {
+                let v = Decoder::new(py, self, data, depth).decode_all()?;
+                s.delta_snapshot.bind(py).call1((v,))
+            }
+            0..=5 => {
+                let tup = Decoder::new(py, self, data, depth).decode_all()?;
+                let list = tup.downcast::<PyList>().map_err(|_| {
+                    deserialization_error(format!("ext {code} payload is not an array"))
+                })?;
+                let min = if code == 3 { 4 } else { 3 };
+                if list.len() < min {
+                    return Err(deserialization_error(format!(
+                        "ext {code} payload has {} items",
+                        list.len()
+                    )));
+                }
+                let module: String = list
+                    .get_item(0)?
+                    .extract()
+                    .map_err(|_| deserialization_error("ext module name is not a str"))?;
+                let name: String = list
+                    .get_item(1)?
+                    .extract()
+                    .map_err(|_| deserialization_error("ext class name is not a str"))?;
+                let payload = list.get_item(2)?;
+                self.construct(py, code, &module, &name, &payload, &list)
+            }
+            6 => {
+                let v = Decoder::new(py, self, data, depth).decode_all()?;
+                s.cold.bind(py).call_method1("numpy_from", (v,))
+            }
+            _ => Err(deserialization_error(format!(
+                "unknown msgpack ext code {code}"
+            ))),
+        }
+    }
+
+    fn construct<'py>(
+        &self,
+        py: Python<'py>,
+        code: i8,
+        module: &str,
+        name: &str,
+        payload: &Bound<'py, PyAny>,
+        list: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let cold = std(py)?.cold.bind(py);
+        if code == 3 {
+            let method: String = list
+                .get_item(3)?
+                .extract()
+                .map_err(|_| deserialization_error("ext method name is not a str"))?;
+            let listed =
+                self.safe_methods
+                    .contains(&(module.to_owned(), name.to_owned(), method.clone()));
+            if !listed {
+                let _ = cold.call_method1("on_blocked", (module, name));
+                return Err(disallowed_type_error(format!(
+                    "refused to deserialize {module}.{name}.{method}: method not in the allowed set"
+                )));
+            }
+        }
+        let cls = match self.resolve(py, module, name) {
+            Ok(c) => c,
+            Err(Unusable::Refused(e)) => return Err(e),
+            Err(Unusable::Missing(e)) => {
+                return cold.call_method1("reconstruction_fallback", (module, name, payload, e))
+            }
+        };
+        let built = match code {
+            0 => cls.call1((payload,)),
+            1 if module == "langgraph.types" && name == "Send" => {
+                cold.call_method1("send_from_args", (payload,))
+            }
+            1 => payload
+                .downcast::<PyList>()
+                .map_err(PyErr::from)
+                .and_then(|a| cls.call1(PyTuple::new(py, a)?)),
+            2 => payload
+                .downcast::<PyDict>()
+                .map_err(PyErr::from)
+                .and_then(|kw| cls.call((), Some(kw))),
+            3 => {
+                let method: Bound<'py, PyString> = list.get_item(3)?.downcast_into()?;
+                cls.getattr(method).and_then(|m| m.call1((payload,)))
+            }
+            // pydantic v1 / v2: validate, else construct without validation (as upstream).
+            _ => {
+                let fallback = if code == 4 {
+                    "construct"
+                } else {
+                    "model_construct"
+                };
+                match payload.downcast::<PyDict>() {
+                    Ok(kw) => cls
+                        .call((), Some(kw))
+                        .or_else(|_| cls.call_method(fallback, (), Some(kw))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        };
+        match built {
+            Ok(v) => Ok(v),
+            // Pydantic payloads fall back to their field dict, others to their args.
+            Err(e) => cold.call_method1("reconstruction_fallback", (module, name, payload, e)),
+        }
+    }
+}
+
+fn keys<'py, T: FromPyObject<'py> + Eq + std::hash::Hash>(
+    items: Option<&Bound<'py, PyAny>>,
+) -> PyResult<HashSet<T>> {
+    let mut out = HashSet::new();
+    if let Some(items) = items {
+        for it in items.try_iter()? {
+            // Entries of another arity never match a (module, name) key, as upstream.
+            if let Ok(k) = it?.extract::<T>() {
+                out.insert(k);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl Codec {
+    #[new]
+    #[pyo3(signature = (*, permissive, allowed=None, safe=None, safe_methods=None))]
+    fn new(
+        permissive: bool,
+        allowed: Option<&Bound<'_, PyAny>>,
+        safe: Option<&Bound<'_, PyAny>>,
+        safe_methods: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        Ok(Codec {
+            permissive,
+            allowed: keys(allowed)?,
+            safe: keys(safe)?,
+            safe_methods: keys(safe_methods)?,
+            resolved: Mutex::new(HashMap::new()),
+        })
+    }
+
+    #[getter]
+    fn permissive(&self) -> bool {
+        self.permissive
+    }
+
+    /// Encodes `obj` as LangGraph's "msgpack" type.
+    fn dumps<'py>(
+        &self,
+        py: Python<'py>,
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let mut e = Encoder::new(py)?;
+        e.encode(obj)?;
+        Ok(PyBytes::new(py, &e.buf))
+    }
+
+    /// Decodes LangGraph "msgpack" bytes.
+    fn loads<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        Decoder::new(py, self, data, 0).decode_all()
+    }
+
+    /// Decodes a chain of our envelopes (newest first, ending in a keyframe).
+    fn loads_chain<'py>(
+        &self,
+        py: Python<'py>,
+        chain: Vec<PyBackedBytes>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let full = py
+            .detach(|| {
+                let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
+                fastcheckpoint_core::delta::assemble(&parts)
+            })
+            .map_err(core_error)?;
+        Decoder::new(py, self, &full, 0).decode_all()
+    }
+}

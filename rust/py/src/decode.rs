@@ -1,0 +1,199 @@
+//! msgpack -> Python objects, reading what `JsonPlusSerializer` writes (and what
+//! `encode` writes). Declared sizes are checked against the remaining bytes
+//! before anything is allocated, nesting is bounded, and every ext payload goes
+//! through the codec's security policy before any class is called.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::codec::Codec;
+use crate::errors::deserialization_error;
+
+pub const MAX_DEPTH: usize = 512;
+
+pub struct Decoder<'a, 'py> {
+    py: Python<'py>,
+    codec: &'a Codec,
+    buf: &'a [u8],
+    pos: usize,
+    depth: usize,
+}
+
+fn truncated() -> PyErr {
+    deserialization_error("truncated msgpack data: the bytes end inside a value")
+}
+
+impl<'a, 'py> Decoder<'a, 'py> {
+    pub fn new(py: Python<'py>, codec: &'a Codec, buf: &'a [u8], depth: usize) -> Self {
+        Decoder {
+            py,
+            codec,
+            buf,
+            pos: 0,
+            depth,
+        }
+    }
+
+    /// Decodes exactly one value spanning the whole buffer.
+    pub fn decode_all(mut self) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.value(false)?;
+        if self.pos != self.buf.len() {
+            return Err(deserialization_error(format!(
+                "{} trailing bytes after the msgpack value",
+                self.buf.len() - self.pos
+            )));
+        }
+        Ok(v)
+    }
+
+    fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
+        if self.buf.len() - self.pos < n {
+            return Err(truncated());
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn be(&mut self, n: usize) -> PyResult<usize> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | *b as usize))
+    }
+
+    fn enter(&mut self) -> PyResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(deserialization_error(format!(
+                "msgpack nesting deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(())
+    }
+
+    fn str(&mut self, n: usize) -> PyResult<Bound<'py, PyAny>> {
+        let b = self.take(n)?;
+        let s = std::str::from_utf8(b)
+            .map_err(|e| deserialization_error(format!("invalid UTF-8 in msgpack str: {e}")))?;
+        Ok(PyString::new(self.py, s).into_any())
+    }
+
+    fn array(&mut self, n: usize, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
+        // Each element takes at least one byte: bound the allocation by the input.
+        if n > self.buf.len() - self.pos {
+            return Err(truncated());
+        }
+        self.enter()?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.value(as_key)?);
+        }
+        self.depth -= 1;
+        Ok(if as_key {
+            PyTuple::new(self.py, items)?.into_any()
+        } else {
+            PyList::new(self.py, items)?.into_any()
+        })
+    }
+
+    fn map(&mut self, n: usize, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
+        if as_key {
+            return Err(deserialization_error("a msgpack map cannot be a dict key"));
+        }
+        if n.saturating_mul(2) > self.buf.len() - self.pos {
+            return Err(truncated());
+        }
+        self.enter()?;
+        let d = PyDict::new(self.py);
+        for _ in 0..n {
+            let k = self.value(true)?;
+            let v = self.value(false)?;
+            d.set_item(k, v)?;
+        }
+        self.depth -= 1;
+        Ok(d.into_any())
+    }
+
+    fn ext(&mut self, n: usize) -> PyResult<Bound<'py, PyAny>> {
+        let code = self.take(1)?[0] as i8;
+        let data = self.take(n)?;
+        self.enter()?;
+        let v = self.codec.ext(self.py, code, data, self.depth);
+        self.depth -= 1;
+        v
+    }
+
+    pub fn value(&mut self, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        let m = self.take(1)?[0];
+        Ok(match m {
+            0x00..=0x7f => (m as i64).into_pyobject(py)?.into_any(),
+            0xe0..=0xff => (m as i8 as i64).into_pyobject(py)?.into_any(),
+            0x80..=0x8f => return self.map(m as usize & 0x0f, as_key),
+            0x90..=0x9f => return self.array(m as usize & 0x0f, as_key),
+            0xa0..=0xbf => return self.str(m as usize & 0x1f),
+            0xc0 => py.None().into_bound(py),
+            0xc2 => false.into_pyobject(py)?.to_owned().into_any(),
+            0xc3 => true.into_pyobject(py)?.to_owned().into_any(),
+            0xc4..=0xc6 => {
+                let n = self.be(1 << (m - 0xc4))?;
+                PyBytes::new(py, self.take(n)?).into_any()
+            }
+            0xc7..=0xc9 => {
+                let n = self.be(1 << (m - 0xc7))?;
+                return self.ext(n);
+            }
+            0xca => {
+                let b = self.take(4)?;
+                (f32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f64)
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+            0xcb => {
+                let b = self.take(8)?;
+                f64::from_be_bytes(b.try_into().unwrap())
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+            0xcc..=0xcf => (self.be(1 << (m - 0xcc))? as u64)
+                .into_pyobject(py)?
+                .into_any(),
+            0xd0 => (self.take(1)?[0] as i8 as i64)
+                .into_pyobject(py)?
+                .into_any(),
+            0xd1 => {
+                let b = self.take(2)?;
+                (i16::from_be_bytes([b[0], b[1]]) as i64)
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+            0xd2 => {
+                let b = self.take(4)?;
+                (i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+            0xd3 => {
+                let b = self.take(8)?;
+                i64::from_be_bytes(b.try_into().unwrap())
+                    .into_pyobject(py)?
+                    .into_any()
+            }
+            0xd4..=0xd8 => return self.ext(1 << (m - 0xd4)),
+            0xd9..=0xdb => {
+                let n = self.be(1 << (m - 0xd9))?;
+                return self.str(n);
+            }
+            0xdc | 0xdd => {
+                let n = self.be(if m == 0xdc { 2 } else { 4 })?;
+                return self.array(n, as_key);
+            }
+            0xde | 0xdf => {
+                let n = self.be(if m == 0xde { 2 } else { 4 })?;
+                return self.map(n, as_key);
+            }
+            0xc1 => return Err(deserialization_error("invalid msgpack marker 0xc1")),
+        })
+    }
+}

@@ -1,0 +1,581 @@
+//! Python objects -> msgpack, byte-compatible with LangGraph's `JsonPlusSerializer`
+//! (ormsgpack with `_msgpack_default`).
+//!
+//! Exact builtin types are recognised by pointer first; other types are classified
+//! once per type object (in upstream's precedence order) and cached; rare types go
+//! to a Python cold path (`fastcheckpoint._cold.default`) that mirrors upstream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use pyo3::prelude::*;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
+    PyTuple, PyType,
+};
+
+use crate::errors::serialization_error;
+use crate::pyrefs::{std, Std};
+
+/// Deepest nesting we encode (a cycle ends here instead of overflowing the stack).
+pub const MAX_DEPTH: usize = 512;
+/// Largest encoding we produce.
+pub const MAX_OUTPUT: usize = 1 << 31;
+
+const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
+const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
+const EXT_CONSTRUCTOR_KW_ARGS: i8 = 2;
+const EXT_METHOD_SINGLE_ARG: i8 = 3;
+const EXT_PYDANTIC_V2: i8 = 5;
+const EXT_DELTA_SNAPSHOT: i8 = 7;
+
+/// How instances of one type are encoded.
+enum Kind {
+    /// Subclasses ormsgpack encodes natively (str/int/dict/list subclasses).
+    Str,
+    Int,
+    Dict,
+    List,
+    DeltaSnapshot,
+    /// Pydantic v2 model whose `model_dump()` equals its field values: read `__dict__`.
+    PydanticFields {
+        fields: Vec<Py<PyString>>,
+        extra: bool,
+    },
+    /// Any other pydantic v2 model: call `model_dump()` as upstream does.
+    PydanticDump,
+    NamedTuple,
+    Uuid,
+    Decimal,
+    Collection,
+    Datetime,
+    Timedelta,
+    Date,
+    Time,
+    Timezone,
+    Enum,
+    Send,
+    Dataclass {
+        fields: Vec<Py<PyString>>,
+    },
+    Item {
+        slots: Vec<Py<PyString>>,
+    },
+    Cold,
+}
+
+struct Entry {
+    _ty: Py<PyType>, // keeps the type alive so its address is never reused
+    /// msgpack of `(type.__module__, type.__name__)`, the head of every ext tuple.
+    head: Vec<u8>,
+    kind: Kind,
+}
+
+static TYPES: LazyLock<Mutex<HashMap<usize, Arc<Entry>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn has(ty: &Bound<'_, PyType>, attr: &str) -> bool {
+    ty.getattr(attr).map(|a| a.is_callable()).unwrap_or(false)
+}
+
+fn names(list: Bound<'_, PyAny>) -> PyResult<Vec<Py<PyString>>> {
+    list.try_iter()?
+        .map(|n| Ok(n?.downcast_into::<PyString>()?.unbind()))
+        .collect()
+}
+
+/// True when `model_dump()` of this class is just its fields (and extras) by name.
+fn pydantic_fields(
+    py: Python<'_>,
+    ty: &Bound<'_, PyType>,
+) -> PyResult<Option<(Vec<Py<PyString>>, bool)>> {
+    let cold = std(py)?.cold.bind(py);
+    let plan = cold.call_method1("pydantic_plain_fields", (ty,))?;
+    if plan.is_none() {
+        return Ok(None);
+    }
+    let (fields, extra): (Bound<'_, PyAny>, bool) = plan.extract()?;
+    Ok(Some((names(fields)?, extra)))
+}
+
+fn classify(py: Python<'_>, s: &Std, ty: &Bound<'_, PyType>) -> PyResult<Kind> {
+    let is_sub = |base: &Py<PyType>| ty.is_subclass(base.bind(py)).unwrap_or(false);
+    let is_enum = is_sub(&s.enum_base);
+    // ormsgpack encodes these subclasses natively (enums pass through to default).
+    if !is_enum {
+        if ty.is_subclass_of::<PyString>()? {
+            return Ok(Kind::Str);
+        }
+        if ty.is_subclass_of::<PyInt>()? {
+            return Ok(Kind::Int);
+        }
+        if ty.is_subclass_of::<PyDict>()? {
+            return Ok(Kind::Dict);
+        }
+        if ty.is_subclass_of::<PyList>()? {
+            return Ok(Kind::List);
+        }
+    }
+    // Upstream `_msgpack_default` precedence from here on.
+    if ty.is(s.delta_snapshot.bind(py)) {
+        return Ok(Kind::DeltaSnapshot);
+    }
+    if has(ty, "model_dump") {
+        return Ok(match pydantic_fields(py, ty)? {
+            Some((fields, extra)) => Kind::PydanticFields { fields, extra },
+            None => Kind::PydanticDump,
+        });
+    }
+    if has(ty, "get_secret_value") || has(ty, "dict") {
+        return Ok(Kind::Cold);
+    }
+    if has(ty, "_asdict") {
+        return Ok(Kind::NamedTuple);
+    }
+    if is_sub(&s.uuid) {
+        return Ok(Kind::Uuid);
+    }
+    if is_sub(&s.decimal) {
+        return Ok(Kind::Decimal);
+    }
+    if ty.is_subclass_of::<PySet>()? || ty.is_subclass_of::<PyFrozenSet>()? || is_sub(&s.deque) {
+        return Ok(Kind::Collection);
+    }
+    if is_sub(&s.datetime) {
+        return Ok(Kind::Datetime);
+    }
+    if is_sub(&s.timedelta) {
+        return Ok(Kind::Timedelta);
+    }
+    if is_sub(&s.date) {
+        return Ok(Kind::Date);
+    }
+    if is_sub(&s.time) {
+        return Ok(Kind::Time);
+    }
+    if is_sub(&s.timezone) {
+        return Ok(Kind::Timezone);
+    }
+    if is_enum {
+        return Ok(Kind::Enum);
+    }
+    if ty.is(s.send.bind(py)) {
+        return Ok(Kind::Send);
+    }
+    if ty.hasattr("__dataclass_fields__")? {
+        let cold = s.cold.bind(py);
+        return Ok(Kind::Dataclass {
+            fields: names(cold.call_method1("dataclass_fields", (ty,))?)?,
+        });
+    }
+    if ty.is(s.item.bind(py)) {
+        return Ok(Kind::Item {
+            slots: names(ty.getattr("__slots__")?)?,
+        });
+    }
+    Ok(Kind::Cold)
+}
+
+fn entry(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<Arc<Entry>> {
+    let key = ty.as_ptr() as usize;
+    if let Some(e) = TYPES.lock().unwrap().get(&key) {
+        return Ok(e.clone());
+    }
+    // Classify outside the lock: it calls into Python.
+    let kind = classify(py, std(py)?, ty)?;
+    let mut head = Vec::new();
+    let module: String = ty.getattr("__module__")?.extract()?;
+    let name: String = ty.getattr("__name__")?.extract()?;
+    rmp::encode::write_str(&mut head, &module).ok();
+    rmp::encode::write_str(&mut head, &name).ok();
+    let e = Arc::new(Entry {
+        _ty: ty.clone().unbind(),
+        head,
+        kind,
+    });
+    TYPES.lock().unwrap().insert(key, e.clone());
+    Ok(e)
+}
+
+pub struct Encoder<'py> {
+    py: Python<'py>,
+    s: &'static Std,
+    pub buf: Vec<u8>,
+    depth: usize,
+}
+
+impl<'py> Encoder<'py> {
+    pub fn new(py: Python<'py>) -> PyResult<Self> {
+        Ok(Encoder {
+            py,
+            s: std(py)?,
+            buf: Vec::with_capacity(256),
+            depth: 0,
+        })
+    }
+
+    pub fn encode(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        self.value(obj)?;
+        if self.buf.len() > MAX_OUTPUT {
+            return Err(serialization_error("encoded value exceeds 2 GiB"));
+        }
+        Ok(())
+    }
+
+    fn str_bytes(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let s = obj.downcast::<PyString>()?;
+        match s.to_str() {
+            Ok(text) => {
+                rmp::encode::write_str_len(&mut self.buf, text.len() as u32).ok();
+                self.buf.extend_from_slice(text.as_bytes());
+            }
+            // Lone surrogates: ormsgpack's OPT_REPLACE_SURROGATES writes '?' for each.
+            Err(_) => {
+                let b = s.call_method1("encode", ("utf-8", "replace"))?;
+                let b = b.downcast::<PyBytes>()?.as_bytes();
+                rmp::encode::write_str_len(&mut self.buf, b.len() as u32).ok();
+                self.buf.extend_from_slice(b);
+            }
+        }
+        Ok(())
+    }
+
+    fn int(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        if let Ok(v) = obj.extract::<i64>() {
+            if v >= 0 {
+                rmp::encode::write_uint(&mut self.buf, v as u64).ok();
+            } else {
+                rmp::encode::write_sint(&mut self.buf, v).ok();
+            }
+            Ok(())
+        } else if let Ok(v) = obj.extract::<u64>() {
+            rmp::encode::write_uint(&mut self.buf, v).ok();
+            Ok(())
+        } else {
+            Err(serialization_error(
+                "Integer exceeds 64-bit range (LangGraph's msgpack format cannot store it)",
+            ))
+        }
+    }
+
+    fn enter(&mut self) -> PyResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(serialization_error(format!(
+                "value nested deeper than {MAX_DEPTH} levels (or self-referencing)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn seq<I: ExactSizeIterator<Item = Bound<'py, PyAny>>>(&mut self, items: I) -> PyResult<()> {
+        rmp::encode::write_array_len(&mut self.buf, items.len() as u32).ok();
+        self.enter()?;
+        for it in items {
+            self.value(&it)?;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn dict(&mut self, d: &Bound<'py, PyDict>) -> PyResult<()> {
+        rmp::encode::write_map_len(&mut self.buf, d.len() as u32).ok();
+        self.enter()?;
+        for (k, v) in d.iter() {
+            self.key(&k)?;
+            self.value(&v)?;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// Map keys as ormsgpack's OPT_NON_STR_KEYS writes them.
+    fn key(&mut self, k: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        let s = self.s;
+        if k.is_exact_instance_of::<PyString>() {
+            return self.str_bytes(k);
+        }
+        if k.is_instance(s.enum_base.bind(py))? {
+            return self.key(&k.getattr("value")?);
+        }
+        if k.is_instance_of::<PyString>() {
+            return self.str_bytes(k);
+        }
+        if k.is_none()
+            || k.is_instance_of::<PyInt>()
+            || k.is_instance_of::<PyFloat>()
+            || k.is_instance_of::<PyBytes>()
+        {
+            return self.value(k);
+        }
+        if let Ok(t) = k.downcast::<PyTuple>() {
+            rmp::encode::write_array_len(&mut self.buf, t.len() as u32).ok();
+            self.enter()?;
+            for it in t.iter() {
+                self.key(&it)?;
+            }
+            self.depth -= 1;
+            return Ok(());
+        }
+        if k.is_instance(s.uuid.bind(py))? {
+            return self.str_bytes(&k.str()?.into_any());
+        }
+        if k.is_instance(s.date.bind(py))? || k.is_instance(s.time.bind(py))? {
+            return self.str_bytes(&k.call_method0("isoformat")?);
+        }
+        Err(serialization_error(format!(
+            "Dict key must a type serializable with OPT_NON_STR_KEYS, got {}",
+            k.get_type().name()?
+        )))
+    }
+
+    /// Writes an ext whose payload is produced by `f`, with the smallest header.
+    fn ext(&mut self, code: i8, f: impl FnOnce(&mut Self) -> PyResult<()>) -> PyResult<()> {
+        const RESERVED: usize = 6;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; RESERVED]);
+        self.enter()?;
+        f(self)?;
+        self.depth -= 1;
+        let len = self.buf.len() - start - RESERVED;
+        let mut head = Vec::with_capacity(RESERVED);
+        rmp::encode::write_ext_meta(&mut head, len as u32, code).ok();
+        if head.len() < RESERVED {
+            self.buf.copy_within(start + RESERVED.., start + head.len());
+            self.buf.truncate(start + head.len() + len);
+        }
+        self.buf[start..start + head.len()].copy_from_slice(&head);
+        Ok(())
+    }
+
+    /// `(module, name, <payload>)` or with a trailing method name.
+    fn tuple_ext(
+        &mut self,
+        code: i8,
+        head: &[u8],
+        method: Option<&str>,
+        payload: impl FnOnce(&mut Self) -> PyResult<()>,
+    ) -> PyResult<()> {
+        self.ext(code, |e| {
+            rmp::encode::write_array_len(&mut e.buf, if method.is_some() { 4 } else { 3 }).ok();
+            e.buf.extend_from_slice(head);
+            payload(e)?;
+            if let Some(m) = method {
+                rmp::encode::write_str(&mut e.buf, m).ok();
+            }
+            Ok(())
+        })
+    }
+
+    fn attr_map(&mut self, obj: &Bound<'py, PyAny>, fields: &[Py<PyString>]) -> PyResult<()> {
+        rmp::encode::write_map_len(&mut self.buf, fields.len() as u32).ok();
+        for f in fields {
+            let f = f.bind(self.py);
+            self.str_bytes(f.as_any())?;
+            self.value(&obj.getattr(f)?)?;
+        }
+        Ok(())
+    }
+
+    pub fn value(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        // Hot path: exact builtin types, by pointer.
+        if obj.is_exact_instance_of::<PyString>() {
+            return self.str_bytes(obj);
+        }
+        if obj.is_none() {
+            self.buf.push(0xc0);
+            return Ok(());
+        }
+        if obj.is_exact_instance_of::<PyBool>() {
+            self.buf.push(if obj.is_truthy()? { 0xc3 } else { 0xc2 });
+            return Ok(());
+        }
+        if obj.is_exact_instance_of::<PyInt>() {
+            return self.int(obj);
+        }
+        if obj.is_exact_instance_of::<PyFloat>() {
+            rmp::encode::write_f64(&mut self.buf, obj.downcast::<PyFloat>()?.value()).ok();
+            return Ok(());
+        }
+        if let Ok(d) = obj.downcast_exact::<PyDict>() {
+            return self.dict(d);
+        }
+        if let Ok(l) = obj.downcast_exact::<PyList>() {
+            return self.seq(l.iter());
+        }
+        if let Ok(t) = obj.downcast_exact::<PyTuple>() {
+            return self.seq(t.iter());
+        }
+        if let Ok(b) = obj.downcast_exact::<PyBytes>() {
+            rmp::encode::write_bin(&mut self.buf, b.as_bytes()).ok();
+            return Ok(());
+        }
+        if let Ok(b) = obj.downcast_exact::<PyByteArray>() {
+            rmp::encode::write_bin(&mut self.buf, &b.to_vec()).ok();
+            return Ok(());
+        }
+        if obj.get_type().is(self.s.memoryview.bind(self.py)) {
+            let b = obj.call_method0("tobytes")?;
+            rmp::encode::write_bin(&mut self.buf, b.downcast::<PyBytes>()?.as_bytes()).ok();
+            return Ok(());
+        }
+        self.rich(obj)
+    }
+
+    fn rich(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let py = self.py;
+        let e = entry(py, &obj.get_type())?;
+        let head = e.head.as_slice();
+        match &e.kind {
+            Kind::Str => self.str_bytes(obj),
+            Kind::Int => self.int(obj),
+            Kind::Dict => self.dict(obj.downcast::<PyDict>()?),
+            Kind::List => self.seq(obj.downcast::<PyList>()?.iter()),
+            Kind::DeltaSnapshot => {
+                let v = obj.getattr("value")?;
+                self.ext(EXT_DELTA_SNAPSHOT, |e| e.value(&v))
+            }
+            Kind::PydanticFields { fields, extra } => {
+                let dict = obj.getattr("__dict__")?;
+                let dict = dict.downcast::<PyDict>()?;
+                let extras = if *extra {
+                    obj.getattr("__pydantic_extra__")?
+                        .downcast_into::<PyDict>()
+                        .ok()
+                } else {
+                    None
+                };
+                // Any field missing from __dict__: let pydantic decide, as upstream.
+                if fields
+                    .iter()
+                    .any(|f| !dict.contains(f.bind(py)).unwrap_or(false))
+                {
+                    let dumped = obj.call_method0("model_dump")?;
+                    return self.tuple_ext(
+                        EXT_PYDANTIC_V2,
+                        head,
+                        Some("model_validate_json"),
+                        |e| e.value(&dumped),
+                    );
+                }
+                self.tuple_ext(EXT_PYDANTIC_V2, head, Some("model_validate_json"), |e| {
+                    let n = fields.len() + extras.as_ref().map_or(0, |x| x.len());
+                    rmp::encode::write_map_len(&mut e.buf, n as u32).ok();
+                    for f in fields {
+                        let f = f.bind(py);
+                        e.str_bytes(f.as_any())?;
+                        e.value(&dict.get_item(f)?.expect("checked above"))?;
+                    }
+                    if let Some(x) = extras {
+                        for (k, v) in x.iter() {
+                            e.key(&k)?;
+                            e.value(&v)?;
+                        }
+                    }
+                    Ok(())
+                })
+            }
+            Kind::PydanticDump => {
+                let dumped = obj.call_method0("model_dump")?;
+                self.tuple_ext(EXT_PYDANTIC_V2, head, Some("model_validate_json"), |e| {
+                    e.value(&dumped)
+                })
+            }
+            Kind::NamedTuple => {
+                let d = obj.call_method0("_asdict")?;
+                self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| e.value(&d))
+            }
+            Kind::Uuid => {
+                let hex = obj.getattr("hex")?;
+                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&hex))
+            }
+            Kind::Decimal => {
+                let s = obj.str()?.into_any();
+                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&s))
+            }
+            Kind::Collection => {
+                let items: Vec<Bound<'py, PyAny>> = obj.try_iter()?.collect::<PyResult<_>>()?;
+                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| {
+                    e.seq(items.into_iter())
+                })
+            }
+            Kind::Datetime => {
+                let iso = obj.call_method0("isoformat")?;
+                self.tuple_ext(EXT_METHOD_SINGLE_ARG, head, Some("fromisoformat"), |e| {
+                    e.value(&iso)
+                })
+            }
+            Kind::Timedelta => {
+                let args = [
+                    obj.getattr("days")?,
+                    obj.getattr("seconds")?,
+                    obj.getattr("microseconds")?,
+                ];
+                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| {
+                    e.seq(args.into_iter())
+                })
+            }
+            Kind::Date => {
+                let args = [
+                    obj.getattr("year")?,
+                    obj.getattr("month")?,
+                    obj.getattr("day")?,
+                ];
+                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| {
+                    e.seq(args.into_iter())
+                })
+            }
+            Kind::Time => {
+                const F: [&str; 6] = ["hour", "minute", "second", "microsecond", "tzinfo", "fold"];
+                self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| {
+                    rmp::encode::write_map_len(&mut e.buf, F.len() as u32).ok();
+                    for f in F {
+                        rmp::encode::write_str(&mut e.buf, f).ok();
+                        e.value(&obj.getattr(f)?)?;
+                    }
+                    Ok(())
+                })
+            }
+            Kind::Timezone => {
+                let args = obj.call_method0("__getinitargs__")?;
+                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| e.value(&args))
+            }
+            Kind::Enum => {
+                let v = obj.getattr("value")?;
+                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&v))
+            }
+            Kind::Send => {
+                let mut args = vec![obj.getattr("node")?, obj.getattr("arg")?];
+                let timeout = obj.getattr("timeout").ok().filter(|t| !t.is_none());
+                args.extend(timeout);
+                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| {
+                    e.seq(args.into_iter())
+                })
+            }
+            Kind::Dataclass { fields } => {
+                self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| {
+                    e.attr_map(obj, fields)
+                })
+            }
+            Kind::Item { slots } => self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| {
+                e.attr_map(obj, slots)
+            }),
+            Kind::Cold => self.cold(obj),
+        }
+    }
+
+    /// Rare types: `_cold.default(obj)` returns `(code, payload)` for an ext, or
+    /// `(None, replacement)` for a value written in place of the object.
+    fn cold(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
+        let r = self.s.cold.bind(self.py).call_method1("default", (obj,))?;
+        let (code, payload): (Option<i8>, Bound<'py, PyAny>) = r.extract()?;
+        self.enter()?;
+        let res = match code {
+            Some(c) => self.ext(c, |e| e.value(&payload)),
+            None => self.value(&payload),
+        };
+        self.depth -= 1;
+        res
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the Python suite; pytest's exit code 5 ("no tests collected") is a failure here.
+set -euo pipefail
+venv="${1:-.venv}"
+set +e
+"$venv/bin/python" -m pytest tests -q -p no:cacheprovider
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: treating as failure" >&2
+  exit 1
+fi
+exit "$rc"
