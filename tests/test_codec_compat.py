@@ -1,0 +1,123 @@
+"""Byte compatibility with JsonPlusSerializer's "msgpack" type, both directions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer, _msgpack_enc
+
+from fastcheckpoint.errors import CheckpointError, SerializationError
+from fastcheckpoint.serde import RustSerializer
+from tests.corpus import corpus
+
+
+def same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype and (a == b).all()
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, BaseException) or isinstance(b, BaseException):
+        return repr(a) == repr(b)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+CORPUS = [*corpus(), float("nan"), np.arange(12, dtype=np.int32).reshape(3, 4), np.ones((2, 3), order="F")]
+
+
+@pytest.mark.parametrize("value", CORPUS, ids=lambda v: type(v).__name__)
+def test_both_directions(value, upstream: JsonPlusSerializer, ours: RustSerializer) -> None:
+    up_typed = upstream.dumps_typed(value)
+    our_typed = ours.dumps_typed(value)
+    assert our_typed[0] == up_typed[0]
+    baseline = upstream.loads_typed(up_typed)
+    # What we write, upstream reads back to what its own round trip gives...
+    assert same(upstream.loads_typed(our_typed), baseline)
+    # ...and what upstream wrote, we read back to the same.
+    assert same(ours.loads_typed(up_typed), baseline)
+    assert same(ours.loads_typed(our_typed), baseline)
+
+
+@pytest.mark.parametrize("value", CORPUS, ids=lambda v: type(v).__name__)
+def test_bytes_identical(value) -> None:
+    """Stronger than required: the bytes themselves are ormsgpack's.
+
+    Deliberate exception (README, "Differences"): a pydantic model nested in a
+    model's field is written as a model, where model_dump() flattens it to a dict.
+    Both decode to equal values (test_both_directions).
+    """
+    if isinstance(value, (bytes, bytearray)) or type(value).__name__ == "Team":
+        return
+    assert RustSerializer().codec.dumps(value) == _msgpack_enc(value)
+
+
+def test_lone_surrogates_replaced_like_upstream(upstream, ours) -> None:
+    v = "a\ud800b\udfff"
+    assert ours.dumps_typed(v) == upstream.dumps_typed(v)
+    assert ours.loads_typed(ours.dumps_typed(v)) == "a?b?"
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, [2**70], {"k": 10**30}])
+def test_ints_beyond_64_bits_are_a_clear_error(value, upstream, ours) -> None:
+    with pytest.raises(TypeError):
+        upstream.dumps_typed(value)
+    with pytest.raises(SerializationError, match="64-bit"):
+        ours.dumps_typed(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [object(), np.array([1, "a"], dtype=object), {frozenset([1]): 2}, type("Sub", (tuple,), {})((1,))],
+    ids=["object", "numpy-object", "frozenset-key", "tuple-subclass"],
+)
+def test_unserializable_values_raise_typed_type_errors(value, ours) -> None:
+    with pytest.raises(SerializationError) as info:
+        ours.dumps_typed(value)
+    assert isinstance(info.value, TypeError) and isinstance(info.value, CheckpointError)
+
+
+def test_pickle_fallback_only_when_asked() -> None:
+    class Odd:
+        def __eq__(self, other):
+            return isinstance(other, Odd)
+
+    globals()["Odd"] = Odd
+    Odd.__qualname__ = "Odd"
+    Odd.__module__ = __name__
+    with pytest.raises(SerializationError):
+        RustSerializer().dumps_typed(Odd())
+    s = RustSerializer(pickle_fallback=True)
+    typed = s.dumps_typed(Odd())
+    assert typed[0] == "pickle"
+    assert s.loads_typed(typed) == Odd()
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary(),
+    lambda children: st.lists(children, max_size=5)
+    | st.tuples(children, children)
+    | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_hypothesis_round_trip_and_bytes(value) -> None:
+    ours = RustSerializer()
+    enc = ours.codec.dumps(value)
+    assert enc == _msgpack_enc(value)
+    up = JsonPlusSerializer()
+    assert same(ours.codec.loads(enc), up.loads_typed(("msgpack", enc)))

@@ -1,0 +1,177 @@
+"""Hostile and corrupt input: typed errors, no side effects, no crash."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import ormsgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from fastcheckpoint.errors import CheckpointError, DeserializationError, DisallowedTypeError
+from fastcheckpoint.serde import RustSerializer
+from tests.corpus import Profile, corpus
+
+
+def ext(code: int, payload) -> bytes:
+    return ormsgpack.packb(ormsgpack.Ext(code, ormsgpack.packb(payload)))
+
+
+CALLABLES = [
+    ("os", "system"),
+    ("subprocess", "Popen"),
+    ("subprocess", "check_output"),
+    ("builtins", "eval"),
+    ("builtins", "exec"),
+    ("os", "remove"),
+]
+
+
+@pytest.fixture
+def canary(tmp_path):
+    path = tmp_path / "canary"
+    yield path
+    assert not path.exists(), "a hostile payload ran a command"
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "default"])
+@pytest.mark.parametrize("target", CALLABLES, ids=lambda t: ".".join(t))
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 4, 5])
+def test_callables_named_by_a_blob_are_refused(code, target, strict, canary) -> None:
+    cmd = f"touch {canary}"
+    arg = {0: cmd, 1: [cmd], 2: {"args": cmd}, 3: cmd, 4: {"args": cmd}, 5: {"args": cmd}}[code]
+    payload = [*target, arg] + (["fromisoformat"] if code == 3 else ["model_validate_json"] if code == 5 else [])
+    serde = RustSerializer(allowed_msgpack_modules=None if strict else True)
+    with pytest.raises(DisallowedTypeError):
+        serde.loads_typed(("msgpack", ext(code, payload)))
+
+
+def test_upstream_default_mode_would_have_run_it(tmp_path) -> None:
+    """Why the refusal above matters: upstream's default imports and calls."""
+    canary = tmp_path / "ran"
+    JsonPlusSerializer(allowed_msgpack_modules=True).loads_typed(
+        ("msgpack", ext(0, ["os", "system", f"touch {canary}"]))
+    )
+    assert canary.exists()
+
+
+def test_strict_mode_refuses_user_types_but_allowlist_admits_them() -> None:
+    typed = RustSerializer().dumps_typed(Profile(name="x"))
+    with pytest.raises(DisallowedTypeError, match="allowed_msgpack_modules"):
+        RustSerializer(allowed_msgpack_modules=None).loads_typed(typed)
+    allowed = RustSerializer(allowed_msgpack_modules=None).with_msgpack_allowlist([Profile])
+    assert allowed.loads_typed(typed) == Profile(name="x")
+
+
+def test_strict_env_var_is_honoured() -> None:
+    code = (
+        "from fastcheckpoint.serde import RustSerializer;"
+        "from tests.corpus import Profile;"
+        "from fastcheckpoint.errors import DisallowedTypeError\n"
+        "s = RustSerializer(); t = s.dumps_typed(Profile(name='x'))\n"
+        "try:\n s.loads_typed(t)\nexcept DisallowedTypeError:\n print('refused')"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "LANGGRAPH_STRICT_MSGPACK": "true"},
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert out.stdout.strip() == "refused"
+
+
+def test_safe_types_load_in_strict_mode() -> None:
+    strict = RustSerializer(allowed_msgpack_modules=None)
+    from tests.corpus import messages
+
+    for m in messages():
+        assert strict.loads_typed(strict.dumps_typed(m)) == m
+
+
+def test_pickle_refused_without_fallback() -> None:
+    import pickle
+
+    with pytest.raises(DisallowedTypeError):
+        RustSerializer().loads_typed(("pickle", pickle.dumps(os.getcwd)))
+
+
+def test_unknown_ext_code_is_an_error() -> None:
+    with pytest.raises(DeserializationError):
+        RustSerializer().loads_typed(("msgpack", ormsgpack.packb(ormsgpack.Ext(42, b"\x01"))))
+
+
+def test_numpy_object_dtype_refused() -> None:
+    payload = ("|O", [2], "C", b"\x00" * 16)
+    with pytest.raises(DisallowedTypeError):
+        RustSerializer().loads_typed(("msgpack", ext(6, list(payload))))
+
+
+def test_deep_nesting_is_bounded_both_ways() -> None:
+    s = RustSerializer()
+    with pytest.raises(DeserializationError, match="deeper"):
+        s.loads_typed(("msgpack", b"\x91" * 100_000 + b"\x01"))
+    v: list = []
+    for _ in range(5000):
+        v = [v]
+    with pytest.raises(TypeError, match="deeper"):
+        s.dumps_typed(v)
+    cyclic: list = []
+    cyclic.append(cyclic)
+    with pytest.raises(TypeError):
+        s.dumps_typed(cyclic)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xdb\xff\xff\xff\xff", b"\xc6\x7f\xff\xff\xff", b"\xc9\xff\xff\xff\xff\x01"],
+    ids=["array", "map", "str", "bin", "ext"],
+)
+def test_huge_declared_sizes_fail_fast(data) -> None:
+    with pytest.raises(DeserializationError):
+        RustSerializer().loads_typed(("msgpack", data))
+
+
+def test_every_truncation_of_every_corpus_value_is_typed() -> None:
+    s = RustSerializer()
+    for value in corpus():
+        typ, data = s.dumps_typed(value)
+        if typ != "msgpack":
+            continue
+        for cut in range(len(data)) if len(data) < 400 else range(0, len(data), max(1, len(data) // 50)):
+            with pytest.raises(CheckpointError):
+                s.loads_typed(("msgpack", data[:cut]))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_random_bytes_never_crash(data: bytes) -> None:
+    try:
+        RustSerializer().loads_typed(("msgpack", data))
+    except CheckpointError:
+        pass
+
+
+def test_fuzz_byte_flips_of_real_payloads_never_crash() -> None:
+    rng = random.Random(1234)
+    s = RustSerializer(allowed_msgpack_modules=None)
+    blobs = [s.dumps_typed(v)[1] for v in corpus() if s.dumps_typed(v)[0] == "msgpack"]
+    for _ in range(int(os.environ.get("FC_FUZZ_ITERATIONS", "5000"))):
+        data = bytearray(rng.choice(blobs))
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        try:
+            s.loads_typed(("msgpack", bytes(data)))
+        except CheckpointError:
+            pass
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
+            # Constructors of safe types may reject a mutated argument; that is
+            # an ordinary exception, never a crash.
+            pass
