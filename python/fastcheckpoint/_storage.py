@@ -18,7 +18,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, SerializerProtocol
 
 from fastcheckpoint._native import ENVELOPE_TYPE, Codec, DeltaWriter, delta_base
-from fastcheckpoint.errors import ConfigError, CorruptDataError
+from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError
 from fastcheckpoint.serde import RustSerializer, default_serializer
 
 Typed = tuple[str, bytes]
@@ -77,6 +77,14 @@ def load_channel(
     where: str,
 ) -> Any:
     """Decodes one stored blob; ``fetch_base(version)`` returns a delta's base."""
+    try:
+        return _load_channel(serde, typed, fetch_base, where)
+    except CheckpointError as e:
+        # Same exception type, with the location of the damaged row in front.
+        raise type(e)(f"{where}: {e}") from e
+
+
+def _load_channel(serde: SerializerProtocol, typed: Typed, fetch_base: Callable[[str], Typed | None], where: str) -> Any:
     type_, data = typed
     if type_ != ENVELOPE_TYPE:
         return serde.loads_typed(typed)
@@ -84,10 +92,10 @@ def load_channel(
     base = delta_base(data)
     while base is not None:
         if len(chain) > _MAX_CHAIN:
-            raise CorruptDataError(f"{where}: delta chain does not terminate")
+            raise CorruptDataError("delta chain does not terminate")
         nxt = fetch_base(base)
         if nxt is None or nxt[0] != ENVELOPE_TYPE:
-            raise CorruptDataError(f"{where}: delta base version {base} is missing")
+            raise CorruptDataError(f"delta base version {base} is missing")
         chain.append(nxt[1])
         base = delta_base(nxt[1])
     return codec_of(serde).loads_chain(chain)

@@ -72,7 +72,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
         typed = self.blobs.get((thread_id, ns, channel, version))
         if typed is None or typed[0] == "empty":
             return False, None
-        where = f"thread {thread_id!r} ns {ns!r} channel {channel!r} version {version}"
+        where = f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}"
         return True, load_channel(
             self.serde, typed, lambda base: self.blobs.get((thread_id, ns, channel, base)), where
         )

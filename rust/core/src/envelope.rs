@@ -101,13 +101,14 @@ fn parse(blob: &[u8]) -> Result<(u8, Option<DeltaHeader>, usize)> {
     if blob.len() < HEADER {
         return Err(Error::Truncated);
     }
-    if &blob[..2] != MAGIC {
-        return Err(Error::Malformed("not a fastcheckpoint envelope".into()));
-    }
+    // Checksum first: a flipped magic or version byte is corruption too.
     let stored = le_u32(blob, 4)?;
     let computed = checksum(blob);
     if stored != computed {
         return Err(Error::Checksum { stored, computed });
+    }
+    if &blob[..2] != MAGIC {
+        return Err(Error::Malformed("not a fastcheckpoint envelope".into()));
     }
     if blob[2] != VERSION {
         return Err(Error::Malformed(format!(

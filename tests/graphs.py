@@ -1,0 +1,171 @@
+"""Small real LangGraph graphs exercising the seed features (shared by tests, demo, benches)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.channels.delta import DeltaChannel
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import interrupt
+from typing_extensions import TypedDict
+
+
+class ChatState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+def chat_graph():
+    """An echo 'assistant' that remembers the conversation."""
+
+    def assistant(state: ChatState) -> dict:
+        humans = [m.content for m in state["messages"] if isinstance(m, HumanMessage)]
+        return {"messages": [AIMessage(f"you said {len(humans)} things, last: {humans[-1]}")]}
+
+    g = StateGraph(ChatState)
+    g.add_node("assistant", assistant)
+    g.add_edge(START, "assistant")
+    g.add_edge("assistant", END)
+    return g
+
+
+def react_turn_messages(turn: int) -> list[AnyMessage]:
+    """One ReAct turn: human (~300 chars), AI tool call, tool result (~1,500), AI answer (~600)."""
+    call = {"name": "search", "args": {"query": f"question {turn}"}, "id": f"call_{turn}", "type": "tool_call"}
+    return [
+        HumanMessage(f"[{turn}] " + "please look this up for me " * 11, id=f"h{turn}"),
+        AIMessage("", tool_calls=[call], id=f"a{turn}", usage_metadata={"input_tokens": 9, "output_tokens": 4, "total_tokens": 13}),
+        ToolMessage(f"[{turn}] " + "result line with data " * 68, tool_call_id=f"call_{turn}", id=f"t{turn}"),
+        AIMessage(f"[{turn}] " + "here is the answer text " * 25, id=f"f{turn}"),
+    ]
+
+
+def react_graph():
+    """A ReAct-shaped agent: four checkpoints' worth of messages per turn."""
+
+    def agent(state: ChatState) -> dict:
+        last = state["messages"][-1]
+        turn = int(str(last.content).split("]")[0][1:]) if isinstance(last, HumanMessage) else None
+        if turn is not None:
+            return {"messages": [react_turn_messages(turn)[1]]}
+        return {"messages": [react_turn_messages(int(str(last.content).split("]")[0][1:]))[3]]}
+
+    def tools(state: ChatState) -> dict:
+        call = state["messages"][-1].tool_calls[0]
+        turn = int(call["id"].split("_")[1])
+        return {"messages": [react_turn_messages(turn)[2]]}
+
+    def route(state: ChatState) -> str:
+        last = state["messages"][-1]
+        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    g = StateGraph(ChatState)
+    g.add_node("agent", agent)
+    g.add_node("tools", tools)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", route, ["tools", END])
+    g.add_edge("tools", "agent")
+    return g
+
+
+class ApprovalState(TypedDict, total=False):
+    request: str
+    status: str
+    log: Annotated[list[str], operator.add]
+
+
+def approval_graph():
+    """plan -> approve (interrupt()) -> act."""
+
+    def plan(state: ApprovalState) -> dict:
+        return {"log": [f"planned {state['request']}"]}
+
+    def approve(state: ApprovalState) -> dict:
+        answer = interrupt({"question": "Approve this action?", "action": state["request"]})
+        return {"status": "approved" if answer == "yes" else "rejected", "log": [f"human said {answer}"]}
+
+    def act(state: ApprovalState) -> dict:
+        return {"log": [f"acted ({state['status']})"]}
+
+    g = StateGraph(ApprovalState)
+    g.add_node("plan", plan)
+    g.add_node("approve", approve)
+    g.add_node("act", act)
+    g.add_edge(START, "plan")
+    g.add_edge("plan", "approve")
+    g.add_edge("approve", "act")
+    g.add_edge("act", END)
+    return g
+
+
+class PipelineState(TypedDict, total=False):
+    steps: Annotated[list[str], operator.add]
+
+
+def pipeline_graph(fail_at: str | None = None):
+    """a -> b -> c; optionally raise inside one node to simulate a crash."""
+
+    def node(name: str):
+        def run(state: PipelineState) -> dict:
+            if fail_at == name:
+                raise RuntimeError(f"crash in {name}")
+            return {"steps": [name]}
+
+        return run
+
+    g = StateGraph(PipelineState)
+    for n in "abc":
+        g.add_node(n, node(n))
+    g.add_edge(START, "a")
+    g.add_edge("a", "b")
+    g.add_edge("b", "c")
+    g.add_edge("c", END)
+    return g
+
+
+def _concat(state: list, writes: list) -> list:
+    out = list(state)
+    for w in writes:
+        out.extend(w)
+    return out
+
+
+class DeltaState(TypedDict, total=False):
+    items: Annotated[list[str], DeltaChannel(_concat, snapshot_frequency=3)]
+
+
+def delta_graph():
+    def add(state: DeltaState) -> dict:
+        return {"items": [f"item{len(state.get('items') or [])}"]}
+
+    g = StateGraph(DeltaState)
+    g.add_node("add", add)
+    g.add_edge(START, "add")
+    g.add_edge("add", END)
+    return g
+
+
+def subgraph_parent():
+    class Sub(TypedDict, total=False):
+        steps: Annotated[list[str], operator.add]
+
+    def inner(state: Sub) -> dict:
+        answer = interrupt("inner needs input")
+        return {"steps": [f"inner:{answer}"]}
+
+    sub = StateGraph(Sub)
+    sub.add_node("inner", inner)
+    sub.add_edge(START, "inner")
+    sub.add_edge("inner", END)
+
+    g = StateGraph(PipelineState)
+    g.add_node("outer", lambda s: {"steps": ["outer"]})
+    g.add_node("child", sub.compile())
+    g.add_edge(START, "outer")
+    g.add_edge("outer", "child")
+    g.add_edge("child", END)
+    return g
+
+
