@@ -12,11 +12,12 @@
 //!   everything else.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 
 use crate::decode::Decoder;
 use crate::encode::Encoder;
@@ -33,6 +34,15 @@ pub struct Codec {
     safe_methods: HashSet<(String, String, String)>,
     /// Classes already resolved and permitted, by (module, name).
     resolved: Mutex<HashMap<Key, Py<PyAny>>>,
+    /// Per resolved class (by address): how to build it without re-validation, if allowed.
+    fast_models: Mutex<HashMap<usize, Option<Arc<FastModel>>>>,
+}
+
+/// A LangChain message class that can be rebuilt as `model_construct` does:
+/// its stored kwargs are exactly `model_dump()` of a valid instance.
+struct FastModel {
+    fields: Vec<Py<PyString>>,
+    extra: bool,
 }
 
 /// Why a class could not be used.
@@ -167,6 +177,11 @@ impl Codec {
                 return cold.call_method1("reconstruction_fallback", (module, name, payload, e))
             }
         };
+        if code == 5 {
+            if let Some(obj) = self.fast_build(py, &cls, module, name, payload)? {
+                return Ok(obj);
+            }
+        }
         let built = match code {
             0 => cls.call1((payload,)),
             1 if module == "langgraph.types" && name == "Send" => {
@@ -207,6 +222,94 @@ impl Codec {
     }
 }
 
+impl Codec {
+    fn fast_model(
+        &self,
+        py: Python<'_>,
+        cls: &Bound<'_, PyAny>,
+        module: &str,
+        name: &str,
+    ) -> PyResult<Option<Arc<FastModel>>> {
+        let key = cls.as_ptr() as usize;
+        if let Some(f) = self.fast_models.lock().unwrap().get(&key) {
+            return Ok(f.clone());
+        }
+        let plan = std(py)?
+            .cold
+            .bind(py)
+            .call_method1("fast_model", (cls, module, name))?;
+        let fast = if plan.is_none() {
+            None
+        } else {
+            let (fields, extra): (Vec<Bound<'_, PyString>>, bool) = plan.extract()?;
+            Some(Arc::new(FastModel {
+                fields: fields.into_iter().map(Bound::unbind).collect(),
+                extra,
+            }))
+        };
+        self.fast_models.lock().unwrap().insert(key, fast.clone());
+        Ok(fast)
+    }
+
+    /// Builds a message exactly as pydantic's `model_construct` would, when the
+    /// payload holds every field in declaration order (what `model_dump()` and our
+    /// encoder write). Returns None to fall back to validation.
+    fn fast_build<'py>(
+        &self,
+        py: Python<'py>,
+        cls: &Bound<'py, PyAny>,
+        module: &str,
+        name: &str,
+        payload: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(fm) = self.fast_model(py, cls, module, name)? else {
+            return Ok(None);
+        };
+        let Ok(kw) = payload.downcast::<PyDict>() else {
+            return Ok(None);
+        };
+        if kw.len() < fm.fields.len() || (!fm.extra && kw.len() != fm.fields.len()) {
+            return Ok(None);
+        }
+        let fields = PyDict::new(py);
+        let extra = PyDict::new(py);
+        for (i, (k, v)) in kw.iter().enumerate() {
+            match fm.fields.get(i) {
+                Some(f) if k.eq(f.bind(py))? => fields.set_item(k, v)?,
+                Some(_) => return Ok(None),
+                None if k.is_instance_of::<PyString>() => extra.set_item(k, v)?,
+                None => return Ok(None),
+            }
+        }
+        let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
+        let fields_set = PySet::new(py, fields.keys())?;
+        let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
+            // object.__setattr__: bypasses pydantic's validating __setattr__.
+            let rc = unsafe {
+                pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), attr.as_ptr(), value.as_ptr())
+            };
+            if rc < 0 {
+                Err(PyErr::fetch(py))
+            } else {
+                Ok(())
+            }
+        };
+        set(intern!(py, "__dict__"), fields.as_any())?;
+        set(intern!(py, "__pydantic_fields_set__"), fields_set.as_any())?;
+        let extra = if fm.extra {
+            extra.into_any()
+        } else {
+            py.None().into_bound(py)
+        };
+        set(intern!(py, "__pydantic_extra__"), &extra)?;
+        set(
+            intern!(py, "__pydantic_private__"),
+            &py.None().into_bound(py),
+        )?;
+        Ok(Some(obj))
+    }
+}
+
 fn keys<'py, T: FromPyObject<'py> + Eq + std::hash::Hash>(
     items: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<HashSet<T>> {
@@ -238,6 +341,7 @@ impl Codec {
             safe: keys(safe)?,
             safe_methods: keys(safe_methods)?,
             resolved: Mutex::new(HashMap::new()),
+            fast_models: Mutex::new(HashMap::new()),
         })
     }
 

@@ -4,7 +4,7 @@
 //! through the codec's security policy before any class is called.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::codec::Codec;
 use crate::errors::deserialization_error;
@@ -74,9 +74,16 @@ impl<'a, 'py> Decoder<'a, 'py> {
 
     fn str(&mut self, n: usize) -> PyResult<Bound<'py, PyAny>> {
         let b = self.take(n)?;
-        let s = std::str::from_utf8(b)
-            .map_err(|e| deserialization_error(format!("invalid UTF-8 in msgpack str: {e}")))?;
-        Ok(PyString::new(self.py, s).into_any())
+        // CPython validates while decoding: one pass instead of two.
+        unsafe {
+            let ptr = pyo3::ffi::PyUnicode_DecodeUTF8(
+                b.as_ptr().cast(),
+                b.len() as pyo3::ffi::Py_ssize_t,
+                c"strict".as_ptr(),
+            );
+            Bound::from_owned_ptr_or_err(self.py, ptr)
+        }
+        .map_err(|e| deserialization_error(format!("invalid UTF-8 in msgpack str: {e}")))
     }
 
     fn array(&mut self, n: usize, as_key: bool) -> PyResult<Bound<'py, PyAny>> {

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
@@ -39,7 +40,7 @@ enum Kind {
     DeltaSnapshot,
     /// Pydantic v2 model whose `model_dump()` equals its field values: read `__dict__`.
     PydanticFields {
-        fields: Vec<Py<PyString>>,
+        fields: Vec<Field>,
         extra: bool,
     },
     /// Any other pydantic v2 model: call `model_dump()` as upstream does.
@@ -64,6 +65,12 @@ enum Kind {
     Cold,
 }
 
+/// A field name and its msgpack encoding, computed once per type.
+struct Field {
+    name: Py<PyString>,
+    packed: Vec<u8>,
+}
+
 struct Entry {
     _ty: Py<PyType>, // keeps the type alive so its address is never reused
     /// msgpack of `(type.__module__, type.__name__)`, the head of every ext tuple.
@@ -71,8 +78,28 @@ struct Entry {
     kind: Kind,
 }
 
-static TYPES: LazyLock<Mutex<HashMap<usize, Arc<Entry>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// Type objects are keyed by address: an identity hash is enough.
+#[derive(Default, Clone, Copy)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | *b as u64;
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (n as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type AddrMap<V> = HashMap<usize, V, std::hash::BuildHasherDefault<AddrHasher>>;
+
+static TYPES: LazyLock<Mutex<AddrMap<Arc<Entry>>>> =
+    LazyLock::new(|| Mutex::new(AddrMap::default()));
 
 fn has(ty: &Bound<'_, PyType>, attr: &str) -> bool {
     ty.getattr(attr).map(|a| a.is_callable()).unwrap_or(false)
@@ -85,17 +112,22 @@ fn names(list: Bound<'_, PyAny>) -> PyResult<Vec<Py<PyString>>> {
 }
 
 /// True when `model_dump()` of this class is just its fields (and extras) by name.
-fn pydantic_fields(
-    py: Python<'_>,
-    ty: &Bound<'_, PyType>,
-) -> PyResult<Option<(Vec<Py<PyString>>, bool)>> {
+fn pydantic_fields(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<Option<(Vec<Field>, bool)>> {
     let cold = std(py)?.cold.bind(py);
     let plan = cold.call_method1("pydantic_plain_fields", (ty,))?;
     if plan.is_none() {
         return Ok(None);
     }
     let (fields, extra): (Bound<'_, PyAny>, bool) = plan.extract()?;
-    Ok(Some((names(fields)?, extra)))
+    let fields = names(fields)?
+        .into_iter()
+        .map(|name| {
+            let mut packed = Vec::new();
+            rmp::encode::write_str(&mut packed, name.bind(py).to_str()?).ok();
+            Ok(Field { name, packed })
+        })
+        .collect::<PyResult<_>>()?;
+    Ok(Some((fields, extra)))
 }
 
 fn classify(py: Python<'_>, s: &Std, ty: &Bound<'_, PyType>) -> PyResult<Kind> {
@@ -296,6 +328,13 @@ impl<'py> Encoder<'py> {
         if k.is_exact_instance_of::<PyString>() {
             return self.str_bytes(k);
         }
+        if k.is_none()
+            || k.is_exact_instance_of::<PyInt>()
+            || k.is_exact_instance_of::<PyFloat>()
+            || k.is_exact_instance_of::<PyBool>()
+        {
+            return self.value(k);
+        }
         if k.is_instance(s.enum_base.bind(py))? {
             return self.key(&k.getattr("value")?);
         }
@@ -437,35 +476,37 @@ impl<'py> Encoder<'py> {
                 self.ext(EXT_DELTA_SNAPSHOT, |e| e.value(&v))
             }
             Kind::PydanticFields { fields, extra } => {
-                let dict = obj.getattr("__dict__")?;
+                let dict = obj.getattr(intern!(py, "__dict__"))?;
                 let dict = dict.downcast::<PyDict>()?;
+                let mut vals = Vec::with_capacity(fields.len());
+                for f in fields {
+                    match dict.get_item(f.name.bind(py))? {
+                        Some(v) => vals.push(v),
+                        // A field missing from __dict__: let pydantic decide, as upstream.
+                        None => {
+                            let dumped = obj.call_method0("model_dump")?;
+                            return self.tuple_ext(
+                                EXT_PYDANTIC_V2,
+                                head,
+                                Some("model_validate_json"),
+                                |e| e.value(&dumped),
+                            );
+                        }
+                    }
+                }
                 let extras = if *extra {
-                    obj.getattr("__pydantic_extra__")?
+                    obj.getattr(intern!(py, "__pydantic_extra__"))?
                         .downcast_into::<PyDict>()
                         .ok()
                 } else {
                     None
                 };
-                // Any field missing from __dict__: let pydantic decide, as upstream.
-                if fields
-                    .iter()
-                    .any(|f| !dict.contains(f.bind(py)).unwrap_or(false))
-                {
-                    let dumped = obj.call_method0("model_dump")?;
-                    return self.tuple_ext(
-                        EXT_PYDANTIC_V2,
-                        head,
-                        Some("model_validate_json"),
-                        |e| e.value(&dumped),
-                    );
-                }
                 self.tuple_ext(EXT_PYDANTIC_V2, head, Some("model_validate_json"), |e| {
                     let n = fields.len() + extras.as_ref().map_or(0, |x| x.len());
                     rmp::encode::write_map_len(&mut e.buf, n as u32).ok();
-                    for f in fields {
-                        let f = f.bind(py);
-                        e.str_bytes(f.as_any())?;
-                        e.value(&dict.get_item(f)?.expect("checked above"))?;
+                    for (f, v) in fields.iter().zip(vals) {
+                        e.buf.extend_from_slice(&f.packed);
+                        e.value(&v)?;
                     }
                     if let Some(x) = extras {
                         for (k, v) in x.iter() {

@@ -1,0 +1,38 @@
+"""Same-process timing helpers: medians and tails over repeated calls, printed as ratios."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+
+def timeit(fn: Callable[[], object], *, repeat: int = 50, warmup: int = 3) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    samples.sort()
+    return {
+        "median": statistics.median(samples),
+        "p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+    }
+
+
+def fmt(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:8.1f} µs"
+    return f"{seconds * 1e3:8.2f} ms"
+
+
+def table(title: str, rows: list[tuple[str, float, float]]) -> str:
+    """rows: (label, upstream seconds, ours seconds)."""
+    lines = [f"\n## {title}", f"{'case':44} {'upstream':>12} {'ours':>12} {'speed-up':>9}"]
+    for label, up, ours in rows:
+        lines.append(f"{label:44} {fmt(up):>12} {fmt(ours):>12} {up / ours:8.1f}x")
+    out = "\n".join(lines)
+    print(out)
+    return out

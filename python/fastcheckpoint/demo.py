@@ -1,0 +1,160 @@
+"""The seed features end to end, then a side-by-side timing against upstream.
+
+Run with ``make demo`` (or ``python -m fastcheckpoint.demo`` with the test extras
+installed). Uses the embedded default saver (InMemorySaver until the SQLite saver
+lands) and LangGraph's own StateGraph.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from typing import Annotated, Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import Command, interrupt
+from typing_extensions import TypedDict
+
+
+class State(TypedDict, total=False):
+    messages: Annotated[list[AnyMessage], add_messages]
+    approved: bool
+    log: Annotated[list[str], operator.add]
+
+
+def _turn_number(msg: AnyMessage) -> int:
+    return int(str(msg.content).split("]")[0][1:])
+
+
+def agent_graph():
+    """A ReAct-shaped agent: human -> AI tool call -> tool result -> AI answer."""
+
+    def agent(state: State) -> dict:
+        last = state["messages"][-1]
+        if isinstance(last, HumanMessage):
+            n = _turn_number(last)
+            call = {"name": "search", "args": {"q": f"q{n}"}, "id": f"call_{n}", "type": "tool_call"}
+            return {"messages": [AIMessage("", tool_calls=[call])]}
+        n = int(last.tool_call_id.split("_")[1])
+        return {"messages": [AIMessage(f"[{n}] " + "here is what I found " * 28)]}
+
+    def tools(state: State) -> dict:
+        call = state["messages"][-1].tool_calls[0]
+        return {"messages": [ToolMessage("tool output line " * 90, tool_call_id=call["id"])]}
+
+    def route(state: State) -> str:
+        last = state["messages"][-1]
+        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+    g = StateGraph(State)
+    g.add_node("agent", agent)
+    g.add_node("tools", tools)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", route, ["tools", END])
+    g.add_edge("tools", "agent")
+    return g
+
+
+def approval_graph():
+    def plan(state: State) -> dict:
+        return {"log": ["planned: delete old records"]}
+
+    def approve(state: State) -> dict:
+        answer = interrupt({"question": "Approve deleting old records?"})
+        return {"approved": answer == "yes", "log": [f"human answered {answer!r}"]}
+
+    def act(state: State) -> dict:
+        return {"log": ["deleted" if state["approved"] else "skipped"]}
+
+    g = StateGraph(State)
+    for name, fn in (("plan", plan), ("approve", approve), ("act", act)):
+        g.add_node(name, fn)
+    g.add_edge(START, "plan")
+    g.add_edge("plan", "approve")
+    g.add_edge("approve", "act")
+    g.add_edge("act", END)
+    return g
+
+
+def human(n: int) -> HumanMessage:
+    return HumanMessage(f"[{n}] " + "please look this up for me " * 11)
+
+
+def cfg(thread: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}}
+
+
+def show_features(saver) -> None:
+    print("== 1. Multi-turn memory, one thread per user")
+    app = agent_graph().compile(checkpointer=saver)
+    for n in range(3):
+        app.invoke({"messages": [human(n)]}, cfg("alice"))
+    app.invoke({"messages": [human(100)]}, cfg("bob"))
+    for user in ("alice", "bob"):
+        msgs = app.get_state(cfg(user)).values["messages"]
+        print(f"   {user}: {len(msgs)} messages, last human turn {_turn_number([m for m in msgs if isinstance(m, HumanMessage)][-1])}")
+
+    print("== 2. Human in the loop: interrupt(), inspect, resume with Command(resume=...)")
+    ok = approval_graph().compile(checkpointer=saver)
+    out = ok.invoke({"log": []}, cfg("ops-1"))
+    print(f"   paused with: {out['__interrupt__'][0].value}  next={ok.get_state(cfg('ops-1')).next}")
+    out = ok.invoke(Command(resume="yes"), cfg("ops-1"))
+    print(f"   resumed: log={out['log']}")
+
+    print("== 3. Time travel: history, replay and fork from an earlier checkpoint")
+    history = list(app.get_state_history(cfg("alice")))
+    print(f"   alice has {len(history)} checkpoints; steps {[h.metadata['step'] for h in history][:6]} ...")
+    earlier = next(h for h in history if h.next == ("tools",))
+    call_id = earlier.values["messages"][-1].tool_calls[0]["id"]
+    edit = ToolMessage("(tool result replaced by a reviewer)", tool_call_id=call_id)
+    forked = app.update_state(earlier.config, {"messages": [edit]}, as_node="tools")
+    print(f"   forked at step {earlier.metadata['step']} -> new head {forked['configurable']['checkpoint_id'][:18]}...")
+    out = app.invoke(None, forked)
+    print(f"   after the fork the thread ends with: {str(out['messages'][-1].content)[:40]!r}")
+
+
+def timing(turns: int = 100) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver as Upstream
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+
+    from fastcheckpoint.memory import InMemorySaver
+
+    print(f"== 4. Same {turns}-turn agent run ({turns * 4} messages), upstream vs fastcheckpoint")
+    results = {}
+    for name, saver in (("upstream InMemorySaver", Upstream()), ("fastcheckpoint InMemorySaver", InMemorySaver())):
+        app = agent_graph().compile(checkpointer=saver)
+        rng = range(turns)
+        bar = tqdm(rng, desc=f"   {name}", leave=False, ncols=90) if tqdm else rng
+        t0 = time.perf_counter()
+        for n in bar:
+            app.invoke({"messages": [human(n)]}, cfg("t"))
+        elapsed = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        state = app.get_state(cfg("t"))
+        get_s = time.perf_counter() - t1
+        stored = sum(len(b) for _, b in saver.blobs.values())
+        results[name] = (elapsed, get_s, stored, state.values["messages"])
+    (ue, ug, us, um), (oe, og, os_, om) = results.values()
+    assert [m.content for m in um] == [m.content for m in om], "both savers must end in the same state"
+    print(f"   {'':28} {'upstream':>12} {'ours':>12} {'ratio':>7}")
+    print(f"   {'whole run':28} {ue:11.2f}s {oe:11.2f}s {ue / oe:6.1f}x")
+    print(f"   {'get_state at the end':28} {ug * 1e3:10.2f}ms {og * 1e3:10.2f}ms {ug / og:6.1f}x")
+    print(f"   {'channel bytes stored':28} {us:12,} {os_:12,} {us / os_:6.0f}x")
+    print("   (final states compared equal)")
+
+
+def main() -> None:
+    from fastcheckpoint.memory import InMemorySaver
+
+    show_features(InMemorySaver())
+    timing()
+
+
+if __name__ == "__main__":
+    main()
