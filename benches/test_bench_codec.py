@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
+from fastcheckpoint.serde import RustSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from benches._timing import table, timeit
-from fastcheckpoint.serde import RustSerializer
 from tests.corpus import corpus
 from tests.graphs import react_turn_messages
 
@@ -63,11 +63,13 @@ def test_codec_not_slower_on_any_corpus_type() -> None:
         if up.dumps_typed(value)[0] != "msgpack":
             continue
         n = 200
-        enc_up = timeit(lambda v=value: [up.dumps_typed(v) for _ in range(n)], repeat=7)["median"] / n
-        enc_ours = timeit(lambda v=value: [ours.dumps_typed(v) for _ in range(n)], repeat=7)["median"] / n
+        enc_up = timeit(lambda v=value, up=up, n=n: [up.dumps_typed(v) for _ in range(n)], repeat=7)["median"] / n
+        enc_ours = (
+            timeit(lambda v=value, ours=ours, n=n: [ours.dumps_typed(v) for _ in range(n)], repeat=7)["median"] / n
+        )
         b = up.dumps_typed(value)
-        dec_up = timeit(lambda b=b: [up.loads_typed(b) for _ in range(n)], repeat=7)["median"] / n
-        dec_ours = timeit(lambda b=b: [ours.loads_typed(b) for _ in range(n)], repeat=7)["median"] / n
+        dec_up = timeit(lambda b=b, up=up, n=n: [up.loads_typed(b) for _ in range(n)], repeat=7)["median"] / n
+        dec_ours = timeit(lambda b=b, ours=ours, n=n: [ours.loads_typed(b) for _ in range(n)], repeat=7)["median"] / n
         rows.append((f"{type(value).__name__}: encode", enc_up, enc_ours))
         rows.append((f"{type(value).__name__}: decode", dec_up, dec_ours))
     table("Codec per corpus type (median per call)", rows)

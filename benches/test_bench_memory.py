@@ -5,11 +5,11 @@ Run: make bench
 
 from __future__ import annotations
 
+from fastcheckpoint.memory import InMemorySaver
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamSaver
 
 from benches._timing import table, timeit
-from fastcheckpoint.memory import InMemorySaver
 from tests.graphs import react_turn_messages
 
 
@@ -56,10 +56,19 @@ def test_inmemory_put_and_get() -> None:
     put_cost(up, 800, samples=5)
     put_cost(ours, 800, samples=5)
     cfg = {"configurable": {"thread_id": "t"}}
-    rows.append(("get_tuple latest, 800 msgs", timeit(lambda: up.get_tuple(cfg))["median"], timeit(lambda: ours.get_tuple(cfg))["median"]))
+    rows.append(
+        (
+            "get_tuple latest, 800 msgs",
+            timeit(lambda: up.get_tuple(cfg))["median"],
+            timeit(lambda: ours.get_tuple(cfg))["median"],
+        )
+    )
     table("InMemorySaver: upstream vs fastcheckpoint", rows)
     growth = rows[2][2] / rows[0][2]
     print(f"\nour put median at 800 msgs / at 200 msgs: {growth:.2f}x (upstream: {rows[2][1] / rows[0][1]:.2f}x)")
     stored_up = sum(len(b) for _, b in up.blobs.values())
     stored_ours = sum(len(b) for _, b in ours.blobs.values())
-    print(f"blob bytes held after the 800-msg run: upstream {stored_up:,}  ours {stored_ours:,} ({stored_up / stored_ours:.0f}x less)")
+    print(
+        f"blob bytes held after the 800-msg run: upstream {stored_up:,}  ours {stored_ours:,} "
+        f"({stored_up / stored_ours:.0f}x less)"
+    )

@@ -1,7 +1,6 @@
 import pytest
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-
 from fastcheckpoint.serde import RustSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 
 @pytest.fixture

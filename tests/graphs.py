@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any
+from typing import Annotated
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langgraph.channels.delta import DeltaChannel
@@ -36,7 +36,12 @@ def react_turn_messages(turn: int) -> list[AnyMessage]:
     call = {"name": "search", "args": {"query": f"question {turn}"}, "id": f"call_{turn}", "type": "tool_call"}
     return [
         HumanMessage(f"[{turn}] " + "please look this up for me " * 11, id=f"h{turn}"),
-        AIMessage("", tool_calls=[call], id=f"a{turn}", usage_metadata={"input_tokens": 9, "output_tokens": 4, "total_tokens": 13}),
+        AIMessage(
+            "",
+            tool_calls=[call],
+            id=f"a{turn}",
+            usage_metadata={"input_tokens": 9, "output_tokens": 4, "total_tokens": 13},
+        ),
         ToolMessage(f"[{turn}] " + "result line with data " * 68, tool_call_id=f"call_{turn}", id=f"t{turn}"),
         AIMessage(f"[{turn}] " + "here is the answer text " * 25, id=f"f{turn}"),
     ]
@@ -167,5 +172,3 @@ def subgraph_parent():
     g.add_edge("outer", "child")
     g.add_edge("child", END)
     return g
-
-

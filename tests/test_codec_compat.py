@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from fastcheckpoint.errors import CheckpointError, SerializationError
+from fastcheckpoint.serde import RustSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer, _msgpack_enc
 
-from fastcheckpoint.errors import CheckpointError, SerializationError
-from fastcheckpoint.serde import RustSerializer
 from tests.corpus import corpus
 
 
@@ -23,7 +23,7 @@ def same(a, b) -> bool:
     if isinstance(a, BaseException) or isinstance(b, BaseException):
         return repr(a) == repr(b)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     return type(a) is type(b) and a == b
@@ -106,9 +106,11 @@ json_values = st.recursive(
     | st.floats(allow_nan=False)
     | st.text()
     | st.binary(),
-    lambda children: st.lists(children, max_size=5)
-    | st.tuples(children, children)
-    | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=8) | st.integers(-5, 5), children, max_size=5)
+    ),
     max_leaves=30,
 )
 

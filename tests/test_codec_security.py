@@ -7,12 +7,12 @@ import random
 
 import ormsgpack
 import pytest
+from fastcheckpoint.errors import CheckpointError, DeserializationError, DisallowedTypeError
+from fastcheckpoint.serde import RustSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from fastcheckpoint.errors import CheckpointError, DeserializationError, DisallowedTypeError
-from fastcheckpoint.serde import RustSerializer
 from tests.corpus import Profile, corpus
 
 
@@ -131,7 +131,13 @@ def test_deep_nesting_is_bounded_both_ways() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff", b"\xdb\xff\xff\xff\xff", b"\xc6\x7f\xff\xff\xff", b"\xc9\xff\xff\xff\xff\x01"],
+    [
+        b"\xdd\xff\xff\xff\xff",
+        b"\xdf\xff\xff\xff\xff",
+        b"\xdb\xff\xff\xff\xff",
+        b"\xc6\x7f\xff\xff\xff",
+        b"\xc9\xff\xff\xff\xff\x01",
+    ],
     ids=["array", "map", "str", "bin", "ext"],
 )
 def test_huge_declared_sizes_fail_fast(data) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from langgraph.checkpoint.conformance import checkpointer_test, validate
-from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
-
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 
 
 @checkpointer_test(name="fastcheckpoint.InMemorySaver")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from fastcheckpoint.memory import InMemorySaver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
 
-from fastcheckpoint.memory import InMemorySaver
 from tests import graphs
 
 SAVERS: dict[str, Callable[[], BaseCheckpointSaver]] = {"memory": InMemorySaver}

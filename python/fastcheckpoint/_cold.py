@@ -14,7 +14,7 @@ import pathlib
 import re
 import sys
 from collections import deque
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import date, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -133,7 +133,9 @@ def fast_model(cls: Any, module: str, name: str) -> tuple[list[str], bool] | Non
         return None
     if getattr(cls, "__pydantic_post_init__", None) is not None or getattr(cls, "__private_attributes__", None):
         return None
-    if getattr(cls, "__pydantic_root_model__", False) or not isinstance(getattr(cls, "__pydantic_fields__", None), dict):
+    if getattr(cls, "__pydantic_root_model__", False) or not isinstance(
+        getattr(cls, "__pydantic_fields__", None), dict
+    ):
         return None
     config = getattr(cls, "model_config", {}) or {}
     return list(cls.__pydantic_fields__), config.get("extra") == "allow"

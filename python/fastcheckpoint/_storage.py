@@ -65,8 +65,7 @@ def encode_channels(
             for ch, ver, t, b in writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions))
         ]
     return [
-        (ch, ver, serde.dumps_typed(values[ch]) if ch in values else ("empty", b""))
-        for ch, ver in new_versions.items()
+        (ch, ver, serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")) for ch, ver in new_versions.items()
     ]
 
 
@@ -84,7 +83,9 @@ def load_channel(
         raise type(e)(f"{where}: {e}") from e
 
 
-def _load_channel(serde: SerializerProtocol, typed: Typed, fetch_base: Callable[[str], Typed | None], where: str) -> Any:
+def _load_channel(
+    serde: SerializerProtocol, typed: Typed, fetch_base: Callable[[str], Typed | None], where: str
+) -> Any:
     type_, data = typed
     if type_ != ENVELOPE_TYPE:
         return serde.loads_typed(typed)

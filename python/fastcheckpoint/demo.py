@@ -94,7 +94,10 @@ def show_features(saver) -> None:
     app.invoke({"messages": [human(100)]}, cfg("bob"))
     for user in ("alice", "bob"):
         msgs = app.get_state(cfg(user)).values["messages"]
-        print(f"   {user}: {len(msgs)} messages, last human turn {_turn_number([m for m in msgs if isinstance(m, HumanMessage)][-1])}")
+        print(
+            f"   {user}: {len(msgs)} messages, "
+            f"last human turn {_turn_number([m for m in msgs if isinstance(m, HumanMessage)][-1])}"
+        )
 
     print("== 2. Human in the loop: interrupt(), inspect, resume with Command(resume=...)")
     ok = approval_graph().compile(checkpointer=saver)

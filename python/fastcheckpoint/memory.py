@@ -73,9 +73,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
         if typed is None or typed[0] == "empty":
             return False, None
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}"
-        return True, load_channel(
-            self.serde, typed, lambda base: self.blobs.get((thread_id, ns, channel, base)), where
-        )
+        return True, load_channel(self.serde, typed, lambda base: self.blobs.get((thread_id, ns, channel, base)), where)
 
     def _load_blobs(self, thread_id: str, checkpoint_ns: str, versions: ChannelVersions) -> dict[str, Any]:
         result: dict[str, Any] = {}

@@ -94,7 +94,9 @@ class RustSerializer(JsonPlusSerializer):
         if type_ == "pickle":
             if self.pickle_fallback:
                 return pickle.loads(data_)
-            raise DisallowedTypeError("refused to unpickle stored data: pass RustSerializer(pickle_fallback=True) to allow it")
+            raise DisallowedTypeError(
+                "refused to unpickle stored data: pass RustSerializer(pickle_fallback=True) to allow it"
+            )
         raise UnknownSerializationTypeError(f"Unknown serialization type: {type_}")
 
 

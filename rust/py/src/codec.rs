@@ -133,7 +133,7 @@ impl Codec {
                     .extract()
                     .map_err(|_| deserialization_error("ext class name is not a str"))?;
                 let payload = list.get_item(2)?;
-                self.construct(py, code, &module, &name, &payload, &list)
+                self.construct(py, code, &module, &name, &payload, list)
             }
             6 => {
                 let v = Decoder::new(py, self, data, depth).decode_all()?;

@@ -21,6 +21,13 @@ use crate::errors::core_error;
 pub const ENVELOPE_TYPE: &str = "fc1";
 
 type ChannelKey = (String, String, String);
+/// `(channel, version, type tag, bytes)` as a saver stores it.
+type StoredBlob<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyAny>,
+    &'static str,
+    Bound<'py, PyBytes>,
+);
 
 #[pyclass(frozen, module = "fastcheckpoint._native")]
 pub struct DeltaWriter {
@@ -55,14 +62,7 @@ impl DeltaWriter {
         checkpoint_ns: &str,
         values: &Bound<'py, PyDict>,
         new_versions: &Bound<'py, PyDict>,
-    ) -> PyResult<
-        Vec<(
-            Bound<'py, PyAny>,
-            Bound<'py, PyAny>,
-            &'static str,
-            Bound<'py, PyBytes>,
-        )>,
-    > {
+    ) -> PyResult<Vec<StoredBlob<'py>>> {
         let mut out = Vec::with_capacity(new_versions.len());
         for (ch, ver) in new_versions.iter() {
             let Some(value) = values.get_item(&ch)? else {

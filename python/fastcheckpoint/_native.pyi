@@ -1,0 +1,36 @@
+"""Type stubs for the private native module (checked by tests/test_stubs.py)."""
+
+from collections.abc import Iterable
+from typing import Any
+
+ENVELOPE_TYPE: str
+
+class Codec:
+    def __init__(
+        self,
+        *,
+        permissive: bool,
+        allowed: Iterable[tuple[str, ...]] | None = None,
+        safe: Iterable[tuple[str, ...]] | None = None,
+        safe_methods: Iterable[tuple[str, str, str]] | None = None,
+    ) -> None: ...
+    @property
+    def permissive(self) -> bool: ...
+    def dumps(self, obj: Any) -> bytes: ...
+    def loads(self, data: bytes) -> Any: ...
+    def loads_chain(self, chain: list[bytes]) -> Any: ...
+
+class DeltaWriter:
+    def __init__(self, *, max_depth: int = 64, min_len: int = 4) -> None: ...
+    def encode_blobs(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        values: dict[str, Any],
+        new_versions: dict[str, str | int | float],
+    ) -> list[tuple[str, str | int | float, str, bytes]]: ...
+    def forget(self, thread_id: str | None = None) -> None: ...
+
+def assemble_chain(chain: list[bytes]) -> bytes: ...
+def delta_base(blob: bytes) -> str | None: ...
+def is_envelope(blob: bytes) -> bool: ...
