@@ -271,16 +271,29 @@ impl Codec {
         if kw.len() < fm.fields.len() || (!fm.extra && kw.len() != fm.fields.len()) {
             return Ok(None);
         }
-        let fields = PyDict::new(py);
-        let extra = PyDict::new(py);
-        for (i, (k, v)) in kw.iter().enumerate() {
+        let n = fm.fields.len();
+        for (i, k) in kw.keys().iter().enumerate() {
             match fm.fields.get(i) {
-                Some(f) if k.eq(f.bind(py))? => fields.set_item(k, v)?,
+                Some(f) if k.eq(f.bind(py))? => {}
                 Some(_) => return Ok(None),
-                None if k.is_instance_of::<PyString>() => extra.set_item(k, v)?,
+                None if k.is_instance_of::<PyString>() => {}
                 None => return Ok(None),
             }
         }
+        // Usually the payload is exactly the fields: use it as __dict__ as is.
+        let (fields, extra) = if kw.len() == n {
+            (kw.clone(), PyDict::new(py))
+        } else {
+            let (fields, extra) = (PyDict::new(py), PyDict::new(py));
+            for (i, (k, v)) in kw.iter().enumerate() {
+                if i < n {
+                    fields.set_item(k, v)?
+                } else {
+                    extra.set_item(k, v)?
+                }
+            }
+            (fields, extra)
+        };
         let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
         let fields_set = PySet::new(py, fields.keys())?;
         let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
