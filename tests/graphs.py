@@ -47,34 +47,6 @@ def react_turn_messages(turn: int) -> list[AnyMessage]:
     ]
 
 
-def react_graph():
-    """A ReAct-shaped agent: four checkpoints' worth of messages per turn."""
-
-    def agent(state: ChatState) -> dict:
-        last = state["messages"][-1]
-        turn = int(str(last.content).split("]")[0][1:]) if isinstance(last, HumanMessage) else None
-        if turn is not None:
-            return {"messages": [react_turn_messages(turn)[1]]}
-        return {"messages": [react_turn_messages(int(str(last.content).split("]")[0][1:]))[3]]}
-
-    def tools(state: ChatState) -> dict:
-        call = state["messages"][-1].tool_calls[0]
-        turn = int(call["id"].split("_")[1])
-        return {"messages": [react_turn_messages(turn)[2]]}
-
-    def route(state: ChatState) -> str:
-        last = state["messages"][-1]
-        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
-
-    g = StateGraph(ChatState)
-    g.add_node("agent", agent)
-    g.add_node("tools", tools)
-    g.add_edge(START, "agent")
-    g.add_conditional_edges("agent", route, ["tools", END])
-    g.add_edge("tools", "agent")
-    return g
-
-
 class ApprovalState(TypedDict, total=False):
     request: str
     status: str

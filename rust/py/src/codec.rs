@@ -21,7 +21,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 
 use crate::decode::Decoder;
 use crate::encode::Encoder;
-use crate::errors::{core_error, deserialization_error, disallowed_type_error};
+use crate::errors::{deserialization_error, disallowed_type_error};
 use crate::pyrefs::std;
 
 type Key = (String, String);
@@ -385,12 +385,7 @@ impl Codec {
         py: Python<'py>,
         chain: Vec<PyBackedBytes>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let full = py
-            .detach(|| {
-                let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
-                fastcheckpoint_core::delta::assemble(&parts)
-            })
-            .map_err(core_error)?;
+        let full = crate::writer::assemble(py, chain)?;
         Decoder::new(py, self, &full, 0).decode_all()
     }
 }

@@ -160,17 +160,20 @@ pub fn is_envelope(blob: &[u8]) -> bool {
     envelope::is_envelope(blob)
 }
 
+/// Rebuilds the msgpack bytes of a chain (newest first), with the GIL released.
+pub fn assemble(py: Python<'_>, chain: Vec<PyBackedBytes>) -> PyResult<Vec<u8>> {
+    py.detach(|| {
+        let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
+        delta::assemble(&parts)
+    })
+    .map_err(core_error)
+}
+
 /// Rebuilds the msgpack bytes of a chain (newest first) without decoding them.
 #[pyfunction]
 pub fn assemble_chain<'py>(
     py: Python<'py>,
     chain: Vec<PyBackedBytes>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let full = py
-        .detach(|| {
-            let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
-            delta::assemble(&parts)
-        })
-        .map_err(core_error)?;
-    Ok(PyBytes::new(py, &full))
+    Ok(PyBytes::new(py, &assemble(py, chain)?))
 }
