@@ -67,11 +67,16 @@ class InMemorySaver(_UpstreamInMemorySaver):
             found = self.retained.get(thread_id, {}).get(ns, {}).get(checkpoint_id)
         return found
 
+    def _stores_value(self, thread_id: str, ns: str, channel: str, version: Any) -> bool:
+        """False for a missing or "empty" blob (how DeltaChannel stores non-snapshot steps)."""
+        typed = self.blobs.get((thread_id, ns, channel, version))
+        return typed is not None and typed[0] != "empty"
+
     def _load_blob(self, thread_id: str, ns: str, channel: str, version: Any) -> tuple[bool, Any]:
         """(found, value) of one stored channel blob; "empty" blobs are not found."""
-        typed = self.blobs.get((thread_id, ns, channel, version))
-        if typed is None or typed[0] == "empty":
+        if not self._stores_value(thread_id, ns, channel, version):
             return False, None
+        typed = self.blobs[(thread_id, ns, channel, version)]
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}"
         return True, load_channel(self.serde, typed, lambda base: self.blobs.get((thread_id, ns, channel, base)), where)
 
@@ -83,7 +88,9 @@ class InMemorySaver(_UpstreamInMemorySaver):
                 result[k] = value
         return result
 
-    def _tuple(self, thread_id: str, ns: str, checkpoint_id: str, saved: Entry) -> CheckpointTuple:
+    def _tuple(
+        self, thread_id: str, ns: str, checkpoint_id: str, saved: Entry, metadata: CheckpointMetadata | None = None
+    ) -> CheckpointTuple:
         checkpoint_b, metadata_b, parent_id = saved
         checkpoint: Checkpoint = self.serde.loads_typed(checkpoint_b)
         writes = self._ordered_writes(thread_id, ns, checkpoint_id)
@@ -93,7 +100,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
                 **checkpoint,
                 "channel_values": self._load_blobs(thread_id, ns, checkpoint["channel_versions"]),
             },
-            metadata=self.serde.loads_typed(metadata_b),
+            metadata=self.serde.loads_typed(metadata_b) if metadata is None else metadata,
             parent_config=(
                 {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
                 if parent_id
@@ -140,15 +147,14 @@ class InMemorySaver(_UpstreamInMemorySaver):
                     if before_id and checkpoint_id >= before_id:
                         continue
                     saved = checkpoints[checkpoint_id]
-                    if filter:
-                        metadata = self.serde.loads_typed(saved[1])
-                        if not all(v == metadata.get(k) for k, v in filter.items()):
-                            continue
+                    metadata = self.serde.loads_typed(saved[1]) if filter else None
+                    if filter and not all(v == metadata.get(k) for k, v in filter.items()):
+                        continue
                     if limit is not None:
                         if limit <= 0:
                             return
                         limit -= 1
-                    yield self._tuple(thread_id, ns, checkpoint_id, saved)
+                    yield self._tuple(thread_id, ns, checkpoint_id, saved, metadata)
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
@@ -250,9 +256,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
             if entry is None:
                 continue
             versions = self.serde.loads_typed(entry[0]).get("channel_versions", {})
-            open_channels = {
-                ch for ch, ver in versions.items() if self.blobs.get((thread_id, ns, ch, ver), ("empty",))[0] == "empty"
-            }
+            open_channels = {ch for ch, ver in versions.items() if not self._stores_value(thread_id, ns, ch, ver)}
             current = entry[2]
             while open_channels and current is not None and current not in needed:
                 anc = self._entry(thread_id, ns, current)
@@ -263,8 +267,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
                 open_channels = {
                     ch
                     for ch in open_channels
-                    if (ver := anc_versions.get(ch)) is None
-                    or self.blobs.get((thread_id, ns, ch, ver), ("empty",))[0] == "empty"
+                    if (ver := anc_versions.get(ch)) is None or not self._stores_value(thread_id, ns, ch, ver)
                 }
                 current = anc[2]
         return needed

@@ -33,9 +33,13 @@ pub struct Codec {
     safe: HashSet<Key>,
     safe_methods: HashSet<(String, String, String)>,
     /// Classes already resolved and permitted, by (module, name).
-    resolved: Mutex<HashMap<Key, Py<PyAny>>>,
-    /// Per resolved class (by address): how to build it without re-validation, if allowed.
-    fast_models: Mutex<HashMap<usize, Option<Arc<FastModel>>>>,
+    resolved: Mutex<HashMap<Key, Arc<Resolved>>>,
+}
+
+/// A permitted class and, for LangChain messages, how to build it without re-validation.
+struct Resolved {
+    cls: Py<PyAny>,
+    fast: Option<FastModel>,
 }
 
 /// A LangChain message class that can be rebuilt as `model_construct` does:
@@ -59,10 +63,10 @@ impl Codec {
         py: Python<'py>,
         module: &str,
         name: &str,
-    ) -> Result<Bound<'py, PyAny>, Unusable> {
+    ) -> Result<Arc<Resolved>, Unusable> {
         let key = (module.to_owned(), name.to_owned());
-        if let Some(c) = self.resolved.lock().unwrap().get(&key) {
-            return Ok(c.bind(py).clone());
+        if let Some(r) = self.resolved.lock().unwrap().get(&key) {
+            return Ok(r.clone());
         }
         let cold = std(py).map_err(Unusable::Missing)?.cold.bind(py);
         let listed = self.safe.contains(&key) || self.allowed.contains(&key);
@@ -91,11 +95,14 @@ impl Codec {
             }
             let _ = cold.call_method1("on_unregistered", (module, name));
         }
-        self.resolved
-            .lock()
-            .unwrap()
-            .insert(key, cls.clone().unbind());
-        Ok(cls)
+        // A class whose fast plan cannot be computed is simply validated.
+        let fast = fast_model(py, &cls, module, name).ok().flatten();
+        let r = Arc::new(Resolved {
+            cls: cls.unbind(),
+            fast,
+        });
+        self.resolved.lock().unwrap().insert(key, r.clone());
+        Ok(r)
     }
 
     /// Decodes one ext value (called by the decoder).
@@ -170,15 +177,16 @@ impl Codec {
                 )));
             }
         }
-        let cls = match self.resolve(py, module, name) {
-            Ok(c) => c,
+        let resolved = match self.resolve(py, module, name) {
+            Ok(r) => r,
             Err(Unusable::Refused(e)) => return Err(e),
             Err(Unusable::Missing(e)) => {
                 return cold.call_method1("reconstruction_fallback", (module, name, payload, e))
             }
         };
-        if code == 5 {
-            if let Some(obj) = self.fast_build(py, &cls, module, name, payload)? {
+        let cls = resolved.cls.bind(py);
+        if let (5, Some(fm)) = (code, &resolved.fast) {
+            if let Some(obj) = fast_build(py, cls, fm, payload)? {
                 return Ok(obj);
             }
         }
@@ -222,105 +230,90 @@ impl Codec {
     }
 }
 
-impl Codec {
-    fn fast_model(
-        &self,
-        py: Python<'_>,
-        cls: &Bound<'_, PyAny>,
-        module: &str,
-        name: &str,
-    ) -> PyResult<Option<Arc<FastModel>>> {
-        let key = cls.as_ptr() as usize;
-        if let Some(f) = self.fast_models.lock().unwrap().get(&key) {
-            return Ok(f.clone());
-        }
-        let plan = std(py)?
-            .cold
-            .bind(py)
-            .call_method1("fast_model", (cls, module, name))?;
-        let fast = if plan.is_none() {
-            None
-        } else {
-            let (fields, extra): (Vec<Bound<'_, PyString>>, bool) = plan.extract()?;
-            Some(Arc::new(FastModel {
-                fields: fields.into_iter().map(Bound::unbind).collect(),
-                extra,
-            }))
-        };
-        self.fast_models.lock().unwrap().insert(key, fast.clone());
-        Ok(fast)
+fn fast_model(
+    py: Python<'_>,
+    cls: &Bound<'_, PyAny>,
+    module: &str,
+    name: &str,
+) -> PyResult<Option<FastModel>> {
+    let plan = std(py)?
+        .cold
+        .bind(py)
+        .call_method1("fast_model", (cls, module, name))?;
+    if plan.is_none() {
+        return Ok(None);
     }
+    let (fields, extra): (Vec<Bound<'_, PyString>>, bool) = plan.extract()?;
+    Ok(Some(FastModel {
+        fields: fields.into_iter().map(Bound::unbind).collect(),
+        extra,
+    }))
+}
 
-    /// Builds a message exactly as pydantic's `model_construct` would, when the
-    /// payload holds every field in declaration order (what `model_dump()` and our
-    /// encoder write). Returns None to fall back to validation.
-    fn fast_build<'py>(
-        &self,
-        py: Python<'py>,
-        cls: &Bound<'py, PyAny>,
-        module: &str,
-        name: &str,
-        payload: &Bound<'py, PyAny>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(fm) = self.fast_model(py, cls, module, name)? else {
-            return Ok(None);
-        };
-        let Ok(kw) = payload.downcast::<PyDict>() else {
-            return Ok(None);
-        };
-        if kw.len() < fm.fields.len() || (!fm.extra && kw.len() != fm.fields.len()) {
-            return Ok(None);
-        }
-        let n = fm.fields.len();
-        for (i, k) in kw.keys().iter().enumerate() {
-            match fm.fields.get(i) {
-                Some(f) if k.eq(f.bind(py))? => {}
-                Some(_) => return Ok(None),
-                None if k.is_instance_of::<PyString>() => {}
-                None => return Ok(None),
-            }
-        }
-        // Usually the payload is exactly the fields: use it as __dict__ as is.
-        let (fields, extra) = if kw.len() == n {
-            (kw.clone(), PyDict::new(py))
-        } else {
-            let (fields, extra) = (PyDict::new(py), PyDict::new(py));
-            for (i, (k, v)) in kw.iter().enumerate() {
-                if i < n {
-                    fields.set_item(k, v)?
-                } else {
-                    extra.set_item(k, v)?
-                }
-            }
-            (fields, extra)
-        };
-        let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
-        let fields_set = PySet::new(py, fields.keys())?;
-        let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
-            // object.__setattr__: bypasses pydantic's validating __setattr__.
-            let rc = unsafe {
-                pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), attr.as_ptr(), value.as_ptr())
-            };
-            if rc < 0 {
-                Err(PyErr::fetch(py))
-            } else {
-                Ok(())
-            }
-        };
-        set(intern!(py, "__dict__"), fields.as_any())?;
-        set(intern!(py, "__pydantic_fields_set__"), fields_set.as_any())?;
-        let extra = if fm.extra {
-            extra.into_any()
-        } else {
-            py.None().into_bound(py)
-        };
-        set(intern!(py, "__pydantic_extra__"), &extra)?;
-        set(
-            intern!(py, "__pydantic_private__"),
-            &py.None().into_bound(py),
-        )?;
-        Ok(Some(obj))
+/// Builds a message exactly as pydantic's `model_construct` would, when the
+/// payload holds every field in declaration order (what `model_dump()` and our
+/// encoder write). Returns None to fall back to validation.
+fn fast_build<'py>(
+    py: Python<'py>,
+    cls: &Bound<'py, PyAny>,
+    fm: &FastModel,
+    payload: &Bound<'py, PyAny>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Ok(kw) = payload.downcast::<PyDict>() else {
+        return Ok(None);
+    };
+    if kw.len() < fm.fields.len() || (!fm.extra && kw.len() != fm.fields.len()) {
+        return Ok(None);
     }
+    let n = fm.fields.len();
+    for (i, k) in kw.keys().iter().enumerate() {
+        match fm.fields.get(i) {
+            Some(f) if k.eq(f.bind(py))? => {}
+            Some(_) => return Ok(None),
+            None if k.is_instance_of::<PyString>() => {}
+            None => return Ok(None),
+        }
+    }
+    // Usually the payload is exactly the fields: use it as __dict__ as is.
+    let (fields, extra) = if kw.len() == n {
+        (kw.clone(), PyDict::new(py))
+    } else {
+        let (fields, extra) = (PyDict::new(py), PyDict::new(py));
+        for (i, (k, v)) in kw.iter().enumerate() {
+            if i < n {
+                fields.set_item(k, v)?
+            } else {
+                extra.set_item(k, v)?
+            }
+        }
+        (fields, extra)
+    };
+    let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
+    let fields_set = PySet::new(py, fields.keys())?;
+    let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
+        // object.__setattr__: bypasses pydantic's validating __setattr__.
+        let rc = unsafe {
+            pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), attr.as_ptr(), value.as_ptr())
+        };
+        if rc < 0 {
+            Err(PyErr::fetch(py))
+        } else {
+            Ok(())
+        }
+    };
+    set(intern!(py, "__dict__"), fields.as_any())?;
+    set(intern!(py, "__pydantic_fields_set__"), fields_set.as_any())?;
+    let extra = if fm.extra {
+        extra.into_any()
+    } else {
+        py.None().into_bound(py)
+    };
+    set(intern!(py, "__pydantic_extra__"), &extra)?;
+    set(
+        intern!(py, "__pydantic_private__"),
+        &py.None().into_bound(py),
+    )?;
+    Ok(Some(obj))
 }
 
 fn keys<'py, T: FromPyObject<'py> + Eq + std::hash::Hash>(
@@ -354,7 +347,6 @@ impl Codec {
             safe: keys(safe)?,
             safe_methods: keys(safe_methods)?,
             resolved: Mutex::new(HashMap::new()),
-            fast_models: Mutex::new(HashMap::new()),
         })
     }
 
