@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
+from fastcheckpoint.sqlite import SqliteSaver
+from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 
@@ -19,7 +24,30 @@ async def memory_saver_strict():
     yield InMemorySaver(serde=RustSerializer(allowed_msgpack_modules=None))
 
 
-@pytest.mark.parametrize("registered", [memory_saver, memory_saver_strict], ids=lambda r: r.name)
+@checkpointer_test(name="fastcheckpoint.SqliteSaver")
+async def sqlite_saver():
+    with tempfile.TemporaryDirectory() as d, SqliteSaver.from_conn_string(str(Path(d, "c.db"))) as saver:
+        yield saver
+
+
+@checkpointer_test(name="fastcheckpoint.SqliteSaver[:memory:, strict serde]")
+async def sqlite_saver_memory_strict():
+    with SqliteSaver.from_conn_string(":memory:") as saver:
+        saver.serde = RustSerializer(allowed_msgpack_modules=None)
+        yield saver
+
+
+@checkpointer_test(name="fastcheckpoint.AsyncSqliteSaver")
+async def async_sqlite_saver():
+    with tempfile.TemporaryDirectory() as d:
+        async with AsyncSqliteSaver.from_conn_string(str(Path(d, "c.db"))) as saver:
+            yield saver
+
+
+SAVERS = [memory_saver, memory_saver_strict, sqlite_saver, sqlite_saver_memory_strict, async_sqlite_saver]
+
+
+@pytest.mark.parametrize("registered", SAVERS, ids=lambda r: r.name)
 async def test_conformance_full(registered) -> None:
     report = await validate(registered)
     failures = {cap: res.failures for cap, res in report.results.items() if res.failures}

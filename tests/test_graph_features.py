@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fastcheckpoint.memory import InMemorySaver
+from fastcheckpoint.serde import RustSerializer
+from fastcheckpoint.sqlite import SqliteSaver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.memory import InMemoryStore
@@ -13,12 +15,33 @@ from langgraph.types import Command
 
 from tests import graphs
 
-SAVERS: dict[str, Callable[[], BaseCheckpointSaver]] = {"memory": InMemorySaver}
+
+def _sqlite(path: str, **kw) -> Iterator[BaseCheckpointSaver]:
+    with SqliteSaver.from_conn_string(path, **kw) as saver:
+        yield saver
+
+
+def _sqlite_encrypted(path: str) -> Iterator[BaseCheckpointSaver]:
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    with SqliteSaver.from_conn_string(path) as saver:
+        # Set after construction, as users do: must take effect on the next call.
+        saver.serde = EncryptedSerializer.from_pycryptodome_aes(serde=RustSerializer(), key=b"k" * 16)
+        yield saver
+
+
+SAVERS: dict[str, Callable[[str], Iterator[BaseCheckpointSaver]]] = {
+    "memory": lambda path: iter([InMemorySaver()]),
+    "sqlite": _sqlite,
+    "sqlite-full-sync": lambda path: _sqlite(path, synchronous="FULL"),
+    "sqlite-memory": lambda path: _sqlite(":memory:"),
+    "sqlite-encrypted": _sqlite_encrypted,
+}
 
 
 @pytest.fixture(params=list(SAVERS))
-def saver(request) -> Iterator[BaseCheckpointSaver]:
-    yield SAVERS[request.param]()
+def saver(request, tmp_path) -> Iterator[BaseCheckpointSaver]:
+    yield from SAVERS[request.param](str(tmp_path / "checkpoints.db"))
 
 
 def cfg(thread: str, **extra) -> dict:

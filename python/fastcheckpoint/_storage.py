@@ -11,7 +11,7 @@ blobs and back, independent of where the blobs live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -57,15 +57,14 @@ def encode_channels(
     checkpoint_ns: str,
     values: Mapping[str, Any],
     new_versions: ChannelVersions,
-) -> list[tuple[str, str | int | float, Typed]]:
-    """The blobs one put stores: one per channel in ``new_versions``."""
+) -> list[tuple[str, str | int | float, str, bytes, str | None]]:
+    """The blobs one put stores, one per channel in ``new_versions``:
+    ``(channel, version, type, bytes, delta base version or None)``."""
     if isinstance(serde, RustSerializer):
-        return [
-            (ch, ver, (t, b))
-            for ch, ver, t, b in writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions))
-        ]
+        return writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions))
     return [
-        (ch, ver, serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")) for ch, ver in new_versions.items()
+        (ch, ver, *(serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")), None)
+        for ch, ver in new_versions.items()
     ]
 
 
@@ -100,6 +99,38 @@ def _load_channel(
         chain.append(nxt[1])
         base = delta_base(nxt[1])
     return codec_of(serde).loads_chain(chain)
+
+
+def needed_ancestors(
+    survivors: Iterable[str],
+    entry: Callable[[str], tuple[Mapping[str, Any], str | None] | None],
+    stores_value: Callable[[str, Any], bool],
+) -> set[str]:
+    """Checkpoint IDs whose writes the survivors' DeltaChannel history walks through.
+
+    ``entry(id)`` gives a checkpoint's (channel_versions, parent id), visible or
+    hidden. A channel whose blob at a survivor is absent or "empty" (how
+    DeltaChannel stores non-snapshot steps) is rebuilt from ancestors' writes
+    back to the nearest ancestor holding a stored value: all those are needed.
+    """
+    needed: set[str] = set()
+    for cid in survivors:
+        found = entry(cid)
+        if found is None:
+            continue
+        versions, current = found
+        open_channels = {ch for ch, ver in versions.items() if not stores_value(ch, ver)}
+        while open_channels and current is not None and current not in needed:
+            anc = entry(current)
+            if anc is None:
+                break
+            needed.add(current)
+            anc_versions, parent = anc
+            open_channels = {
+                ch for ch in open_channels if (ver := anc_versions.get(ch)) is None or not stores_value(ch, ver)
+            }
+            current = parent
+    return needed
 
 
 def blob_closure(keys: set[tuple[Any, ...]], blobs: Mapping[tuple[Any, ...], Typed]) -> set[tuple[Any, ...]]:

@@ -38,12 +38,33 @@ class ConfigError(CheckpointError, KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+class StorageError(CheckpointError):
+    """The database failed an operation (I/O error, read-only file, constraint...).
+    Nothing of the failed call was stored."""
+
+
+class DatabaseLockedError(StorageError, TimeoutError):
+    """Other writers held the database lock for longer than ``busy_timeout``."""
+
+
+class DiskFullError(StorageError, OSError):
+    """The disk (or the database's size limit) is full; nothing of the call was stored."""
+
+
+class MissingRowError(StorageError):
+    """A row a write depends on vanished (removed concurrently); the write was rolled back."""
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "CorruptDataError",
+    "DatabaseLockedError",
     "DeserializationError",
     "DisallowedTypeError",
+    "DiskFullError",
+    "MissingRowError",
     "SerializationError",
+    "StorageError",
     "UnknownSerializationTypeError",
 ]

@@ -38,6 +38,7 @@ from fastcheckpoint._storage import (
     checkpoint_ns_of,
     encode_channels,
     load_channel,
+    needed_ancestors,
     thread_id_of,
 )
 from fastcheckpoint.serde import RustSerializer
@@ -209,8 +210,8 @@ class InMemorySaver(_UpstreamInMemorySaver):
         ns = checkpoint_ns_of(config)
         c = checkpoint.copy()
         values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
-        for ch, ver, typed in encode_channels(self.serde, self._writer, thread_id, ns, values, new_versions):
-            self.blobs[(thread_id, ns, ch, ver)] = typed
+        for ch, ver, type_, data, _ in encode_channels(self.serde, self._writer, thread_id, ns, values, new_versions):
+            self.blobs[(thread_id, ns, ch, ver)] = (type_, data)
         self.storage[thread_id][ns][checkpoint["id"]] = (
             self.serde.dumps_typed(c),
             self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)),
@@ -244,33 +245,13 @@ class InMemorySaver(_UpstreamInMemorySaver):
         self._writer.forget(thread_id)
 
     def _needed_ancestors(self, thread_id: str, ns: str, survivors: Sequence[str]) -> set[str]:
-        """Checkpoint IDs whose writes the survivors' DeltaChannel history walks through.
+        def entry(cid: str) -> tuple[Mapping[str, Any], str | None] | None:
+            found = self._entry(thread_id, ns, cid)
+            if found is None:
+                return None
+            return self.serde.loads_typed(found[0]).get("channel_versions", {}), found[2]
 
-        A channel whose blob at a survivor is absent or "empty" (how DeltaChannel
-        stores non-snapshot steps) is rebuilt from ancestors' writes back to the
-        nearest ancestor holding a stored value: all those ancestors are needed.
-        """
-        needed: set[str] = set()
-        for cid in survivors:
-            entry = self._entry(thread_id, ns, cid)
-            if entry is None:
-                continue
-            versions = self.serde.loads_typed(entry[0]).get("channel_versions", {})
-            open_channels = {ch for ch, ver in versions.items() if not self._stores_value(thread_id, ns, ch, ver)}
-            current = entry[2]
-            while open_channels and current is not None and current not in needed:
-                anc = self._entry(thread_id, ns, current)
-                if anc is None:
-                    break
-                needed.add(current)
-                anc_versions = self.serde.loads_typed(anc[0]).get("channel_versions", {})
-                open_channels = {
-                    ch
-                    for ch in open_channels
-                    if (ver := anc_versions.get(ch)) is None or not self._stores_value(thread_id, ns, ch, ver)
-                }
-                current = anc[2]
-        return needed
+        return needed_ancestors(survivors, entry, lambda ch, ver: self._stores_value(thread_id, ns, ch, ver))
 
     def _remove(self, thread_id: str, ns: str, doomed: set[str]) -> None:
         """Removes checkpoints from sight, retaining those survivors still need."""

@@ -6,10 +6,13 @@
 //!   zstd body, optional list-delta header).
 //! * [`delta`]: element-level list deltas: the keyframe/delta decision and the
 //!   reconstruction of a full msgpack array from a delta chain.
+//! * [`store`]: the SQLite store (rusqlite on the system library): batched
+//!   transactions, WAL, lock waits.
 
 pub mod delta;
 pub mod envelope;
 pub mod error;
+pub mod store;
 pub mod wire;
 
 pub use error::{Error, Result};

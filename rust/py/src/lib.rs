@@ -4,6 +4,7 @@
 //!   `JsonPlusSerializer` ("msgpack" type, ext codes 0-7), with its security policy.
 //! * [`writer`]: `DeltaWriter`, the per-saver state that turns channel values into
 //!   checksummed keyframe/delta blobs, and the chain reader.
+//! * [`sqlite`]: `SqliteStore`, batched SQLite transactions run without the GIL.
 //! * [`errors`]: the single mapping from Rust errors to the Python exception tree.
 
 mod codec;
@@ -11,6 +12,7 @@ mod decode;
 mod encode;
 mod errors;
 mod pyrefs;
+mod sqlite;
 mod writer;
 
 use pyo3::prelude::*;
@@ -19,6 +21,8 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Codec>()?;
     m.add_class::<writer::DeltaWriter>()?;
+    m.add_class::<sqlite::SqliteStore>()?;
+    m.add_function(wrap_pyfunction!(sqlite::sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(writer::assemble_chain, m)?)?;
     m.add_function(wrap_pyfunction!(writer::delta_base, m)?)?;
     m.add_function(wrap_pyfunction!(writer::is_envelope, m)?)?;

@@ -21,12 +21,13 @@ use crate::errors::core_error;
 pub const ENVELOPE_TYPE: &str = "fc1";
 
 type ChannelKey = (String, String, String);
-/// `(channel, version, type tag, bytes)` as a saver stores it.
+/// `(channel, version, type tag, bytes, delta base version)` as a saver stores it.
 type StoredBlob<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     &'static str,
     Bound<'py, PyBytes>,
+    Option<String>,
 );
 
 #[pyclass(frozen, module = "fastcheckpoint._native")]
@@ -53,8 +54,9 @@ impl DeltaWriter {
     }
 
     /// Encodes the channels named in `new_versions`. Returns, per channel,
-    /// `(channel, version, type, bytes)`; channels absent from `values` are
-    /// `("empty", b"")` as upstream stores them.
+    /// `(channel, version, type, bytes, base)` where `base` is the version a
+    /// list delta applies to (None when self-contained); channels absent from
+    /// `values` are `("empty", b"")` as upstream stores them.
     fn encode_blobs<'py>(
         &self,
         py: Python<'py>,
@@ -66,7 +68,7 @@ impl DeltaWriter {
         let mut out = Vec::with_capacity(new_versions.len());
         for (ch, ver) in new_versions.iter() {
             let Some(value) = values.get_item(&ch)? else {
-                out.push((ch, ver, "empty", PyBytes::new(py, b"")));
+                out.push((ch, ver, "empty", PyBytes::new(py, b""), None));
                 continue;
             };
             let list = value
@@ -79,7 +81,7 @@ impl DeltaWriter {
                 let mut e = Encoder::new(py)?;
                 e.encode(&value)?;
                 let blob = py.detach(|| envelope::seal(&e.buf, None));
-                out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob)));
+                out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob), None));
                 continue;
             };
             // Encode each element on its own: the array is header + their concatenation.
@@ -100,8 +102,8 @@ impl DeltaWriter {
                 ch_s.to_str()?.to_owned(),
             );
             let version = ver_s.to_str()?.to_owned();
-            let blob = py.detach(|| self.seal_list(key, version, pending));
-            out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob)));
+            let (blob, base) = py.detach(|| self.seal_list(key, version, pending));
+            out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob), base));
         }
         Ok(out)
     }
@@ -120,7 +122,9 @@ impl DeltaWriter {
 }
 
 impl DeltaWriter {
-    fn seal_list(&self, key: ChannelKey, version: String, p: Pending) -> Vec<u8> {
+    /// Seals one list as a delta against the channel's previous version when
+    /// that pays, else as a keyframe; returns the blob and its base version.
+    fn seal_list(&self, key: ChannelKey, version: String, p: Pending) -> (Vec<u8>, Option<String>) {
         let hashes: Vec<u128> = p
             .bounds
             .windows(2)
@@ -129,12 +133,13 @@ impl DeltaWriter {
         let mut states = self.states.lock().unwrap();
         let prev = states.get(&key);
         let keep = delta::plan(prev, &hashes, self.policy);
-        let (blob, depth) = match (keep, prev) {
+        let (blob, depth, base) = match (keep, prev) {
             (Some(k), Some(prev)) => (
                 delta::seal_list(&p.elems, &p.bounds, Some((k, &prev.version))),
                 prev.depth + 1,
+                Some(prev.version.clone()),
             ),
-            _ => (delta::seal_list(&p.elems, &p.bounds, None), 0),
+            _ => (delta::seal_list(&p.elems, &p.bounds, None), 0, None),
         };
         states.insert(
             key,
@@ -144,7 +149,7 @@ impl DeltaWriter {
                 depth,
             },
         );
-        blob
+        (blob, base)
     }
 }
 

@@ -1,0 +1,203 @@
+"""Our SQLite tables, their versioned migrations, and every query the savers run.
+
+Our tables are prefixed ``fc_`` so they can live in the same file as
+upstream's ``checkpoints`` / ``writes`` (which ``_legacy`` migrates from).
+
+* ``fc_checkpoints``: one row per checkpoint, the checkpoint without its
+  channel values, metadata as JSON text (filterable with ``json_extract``),
+  ``channels`` = the checkpoint's ``channel_versions`` as JSON (so one query can
+  join to the blobs), ``hidden`` = kept only because a surviving checkpoint's
+  ``DeltaChannel`` history walks through it (never listed or returned).
+* ``fc_blobs``: one row per (channel, version); ``base`` names the version a
+  list delta applies to (NULL for self-contained blobs), so a recursive query
+  fetches whole delta chains in one round trip.
+* ``fc_writes``: pending writes, as upstream.
+"""
+
+from __future__ import annotations
+
+# Each entry moves the schema from version i to i + 1. Never edit a released
+# entry: append a new one.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS fc_checkpoints (
+            thread_id TEXT NOT NULL,
+            checkpoint_ns TEXT NOT NULL DEFAULT '',
+            checkpoint_id TEXT NOT NULL,
+            parent_checkpoint_id TEXT,
+            type TEXT NOT NULL,
+            checkpoint BLOB NOT NULL,
+            metadata TEXT NOT NULL,
+            channels TEXT NOT NULL,
+            hidden INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+        )""",
+        """CREATE TABLE IF NOT EXISTS fc_blobs (
+            thread_id TEXT NOT NULL,
+            checkpoint_ns TEXT NOT NULL DEFAULT '',
+            channel TEXT NOT NULL,
+            version TEXT NOT NULL,
+            type TEXT NOT NULL,
+            blob BLOB,
+            base TEXT,
+            PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
+        )""",
+        """CREATE TABLE IF NOT EXISTS fc_writes (
+            thread_id TEXT NOT NULL,
+            checkpoint_ns TEXT NOT NULL DEFAULT '',
+            checkpoint_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            task_path TEXT NOT NULL DEFAULT '',
+            idx INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            type TEXT,
+            value BLOB,
+            PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+        )""",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS fc_schema (version INTEGER NOT NULL)"
+GET_VERSION = "SELECT max(version) FROM fc_schema"
+# Guards a migration step: if another process got there first this finds no
+# row and the whole step is rolled back.
+CHECK_VERSION = "SELECT 1 WHERE ? = (SELECT coalesce(max(version), 0) FROM fc_schema)"
+SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
+
+# -- writing -------------------------------------------------------------------
+
+INSERT_CHECKPOINT = """INSERT OR REPLACE INTO fc_checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels, hidden)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"""
+# A (channel, version) names one value: an existing row is kept, never replaced
+# (replacing could turn a delta's base into a delta of its own successor).
+INSERT_BLOB = """INSERT OR IGNORE INTO fc_blobs
+    (thread_id, checkpoint_ns, channel, version, type, blob, base) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+# Run before a delta is stored: its base must still be there (another process
+# may have pruned it since this one wrote it).
+BASE_EXISTS = "SELECT 1 FROM fc_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?"
+_WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
+UPSERT_WRITE = f"INSERT OR REPLACE INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+# -- reading one checkpoint (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) -----
+
+_TARGET = """coalesce(?3, (SELECT max(checkpoint_id) FROM fc_checkpoints
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0))"""
+GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM fc_checkpoints
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
+GET_WRITES = f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET}"""
+
+
+BLOB_COLUMNS = "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
+
+
+def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS) -> str:
+    """Blob rows of the ``wanted`` (thread, ns, channel, version) tuples plus
+    every delta base they need, in one query (``ctes``: extra common table
+    expressions ``wanted`` may use). Versions are compared as text: that is
+    how ``fc_blobs`` stores them and how delta headers name them."""
+    return f"""WITH RECURSIVE {ctes}need(thread_id, checkpoint_ns, channel, version) AS (
+        {wanted}
+        UNION
+        SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
+            ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
+            AND b.channel = n.channel AND b.version = n.version
+        WHERE b.base IS NOT NULL
+    )
+    SELECT {columns} FROM need n JOIN fc_blobs b
+        ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
+        AND b.channel = n.channel AND b.version = n.version"""
+
+
+GET_BLOBS = chain_query(
+    f"""SELECT c.thread_id, c.checkpoint_ns, j.key, CAST(j.value AS TEXT)
+        FROM fc_checkpoints c, json_each(c.channels) j
+        WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = {_TARGET} AND c.hidden = 0"""
+)
+# ?1 thread, ?2 namespace, ?3 JSON array of [channel, version] pairs.
+GET_BLOBS_FOR = chain_query(
+    """SELECT ?1, ?2, json_extract(value, '$[0]'), CAST(json_extract(value, '$[1]') AS TEXT) FROM json_each(?3)"""
+)
+
+# -- listing (a page of checkpoints selected by a WHERE clause built in _base) ----
+
+
+def list_queries(where: str) -> tuple[str, str, str]:
+    """Checkpoints, their blob chains and their writes for one page; the page
+    is ``SELECT ... {where} ORDER BY checkpoint_id DESC ... LIMIT ?``."""
+    page = f"""SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata,
+        channels FROM fc_checkpoints {where}
+        ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"""
+    blobs = chain_query(
+        "SELECT p.thread_id, p.checkpoint_ns, j.key, CAST(j.value AS TEXT) FROM page p, json_each(p.channels) j",
+        ctes=f"page AS ({page}), ",
+    )
+    writes = f"""WITH page AS ({page})
+        SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.type, w.value, w.task_path, w.idx
+        FROM fc_writes w JOIN page p ON w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+            AND w.checkpoint_id = p.checkpoint_id"""
+    return page, blobs, writes
+
+
+# -- DeltaChannel history ---------------------------------------------------------
+
+# The target's ancestors, nearest first (hidden ones included: they are kept
+# exactly so this walk can pass through them). Depth bounds a corrupt cycle.
+ANCESTORS = f"""WITH RECURSIVE anc(depth, cid) AS (
+        SELECT 1, parent_checkpoint_id FROM fc_checkpoints
+        WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0
+        UNION ALL
+        SELECT a.depth + 1, c.parent_checkpoint_id FROM anc a JOIN fc_checkpoints c
+            ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+        WHERE a.depth < 1000000
+    )
+    SELECT c.checkpoint_id, c.channels FROM anc a JOIN fc_checkpoints c
+        ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+    ORDER BY a.depth"""
+# ?1 thread, ?2 namespace, ?3 JSON array of channels.
+BLOB_TYPES = """SELECT channel, version, type FROM fc_blobs
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel IN (SELECT value FROM json_each(?3))"""
+# ?1 thread, ?2 namespace, ?3 JSON array of checkpoint ids, ?4 JSON array of channels.
+WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id IN (SELECT value FROM json_each(?3))
+    AND channel IN (SELECT value FROM json_each(?4))"""
+
+# -- deleting, hiding, copying ----------------------------------------------------------
+
+THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels, hidden, metadata
+    FROM fc_checkpoints WHERE thread_id = ?"""
+THREAD_BLOB_TYPES = "SELECT checkpoint_ns, channel, version, type FROM fc_blobs WHERE thread_id = ?"
+DELETE_THREAD = [
+    "DELETE FROM fc_checkpoints WHERE thread_id = ?",
+    "DELETE FROM fc_blobs WHERE thread_id = ?",
+    "DELETE FROM fc_writes WHERE thread_id = ?",
+]
+HIDE_CHECKPOINT = "UPDATE fc_checkpoints SET hidden = 1 WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+DELETE_CHECKPOINT = [
+    "DELETE FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+    "DELETE FROM fc_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+]
+# Frees the blobs of a thread that no checkpoint (visible or hidden) needs,
+# directly or as a delta base.
+GC_BLOBS = (
+    "DELETE FROM fc_blobs WHERE thread_id = ?1 AND (thread_id, checkpoint_ns, channel, version) NOT IN ("
+    + chain_query(
+        """SELECT c.thread_id, c.checkpoint_ns, j.key, CAST(j.value AS TEXT)
+            FROM fc_checkpoints c, json_each(c.channels) j WHERE c.thread_id = ?1""",
+        columns="b.thread_id, b.checkpoint_ns, b.channel, b.version",
+    )
+    + ")"
+)
+COPY_THREAD = [
+    """INSERT OR REPLACE INTO fc_checkpoints SELECT ?2, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
+        checkpoint, metadata, channels, hidden FROM fc_checkpoints WHERE thread_id = ?1""",
+    """INSERT OR REPLACE INTO fc_blobs SELECT ?2, checkpoint_ns, channel, version, type, blob, base
+        FROM fc_blobs WHERE thread_id = ?1""",
+    """INSERT OR REPLACE INTO fc_writes SELECT ?2, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+        type, value FROM fc_writes WHERE thread_id = ?1""",
+]
+THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
+    WHERE json_extract(metadata, '$.run_id') IN (SELECT value FROM json_each(?))"""
