@@ -385,12 +385,9 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
         checkpoint_id = str(config["configurable"]["checkpoint_id"])
         query = sql.UPSERT_WRITE if all(w[0] in WRITES_IDX_MAP for w in writes) else sql.INSERT_WRITE
         serde = self.serde
+        key = (thread_id, ns, checkpoint_id, task_id, task_path)
         batch = [
-            (
-                query,
-                (thread_id, ns, checkpoint_id, task_id, task_path, WRITES_IDX_MAP.get(ch, idx), ch, *serde.dumps_typed(value)),
-                False,
-            )
+            (query, (*key, WRITES_IDX_MAP.get(ch, idx), ch, *serde.dumps_typed(value)), False)
             for idx, (ch, value) in enumerate(writes)
         ]
         if batch:
@@ -410,9 +407,7 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
         are hidden instead of deleted; blobs nothing needs any more are freed.
         """
         store = self._ready()
-        rows, blob_rows = store.read(
-            [(sql.THREAD_CHECKPOINTS, (thread_id,)), (sql.THREAD_BLOB_TYPES, (thread_id,))]
-        )
+        rows, blob_rows = store.read([(sql.THREAD_CHECKPOINTS, (thread_id,)), (sql.THREAD_BLOB_TYPES, (thread_id,))])
         stored = {(ns, ch, ver) for ns, ch, ver, t in blob_rows if t != "empty"}
         by_ns: dict[str, dict[str, tuple[Any, ...]]] = {}
         for r in rows:
