@@ -68,37 +68,64 @@ def encode_channels(
     ]
 
 
+# A stored blob as the savers hand it to ``load_channel``: (type, bytes, delta base version).
+Stored = tuple[str, bytes, "str | None"]
+BlobKey = tuple[Any, ...]  # (..., channel, version as text)
+
+
 def load_channel(
     serde: SerializerProtocol,
-    typed: Typed,
-    fetch_base: Callable[[str], Typed | None],
-    where: str,
+    key: BlobKey,
+    fetch: Callable[[BlobKey], Stored | None],
+    cache: dict[BlobKey, Any],
+    where: Callable[[], str],
 ) -> Any:
-    """Decodes one stored blob; ``fetch_base(version)`` returns a delta's base."""
+    """Decodes the blob stored at ``key``; ``fetch(key)`` returns a stored blob.
+
+    A delta is applied on top of its base's decoded value, so each blob of a
+    chain is decoded once; ``cache`` keeps every version decoded (pass a fresh
+    dict for values nobody else holds, one dict per listing to share unchanged
+    elements between the checkpoints it returns). ``where()`` names the row in
+    errors.
+    """
     try:
-        return _load_channel(serde, typed, fetch_base, where)
+        return _load_channel(serde, key, fetch, cache)
     except CheckpointError as e:
         # Same exception type, with the location of the damaged row in front.
-        raise type(e)(f"{where}: {e}") from e
+        raise type(e)(f"{where()}: {e}") from e
 
 
 def _load_channel(
-    serde: SerializerProtocol, typed: Typed, fetch_base: Callable[[str], Typed | None], where: str
+    serde: SerializerProtocol, key: BlobKey, fetch: Callable[[BlobKey], Stored | None], cache: dict[BlobKey, Any]
 ) -> Any:
-    type_, data = typed
+    if key in cache:
+        return cache[key]
+    stored = fetch(key)
+    if stored is None:
+        raise CorruptDataError(f"blob for version {key[-1]} is missing")
+    type_, data, base = stored
     if type_ != ENVELOPE_TYPE:
-        return serde.loads_typed(typed)
-    chain = [data]
-    base = delta_base(data)
+        value = cache[key] = serde.loads_typed((type_, data))
+        return value
+    # Walk back to a keyframe or to a version already decoded...
+    chain = [(key, data, base)]
     while base is not None:
+        base_key = (*key[:-1], base)
+        if base_key in cache:
+            break
         if len(chain) > _MAX_CHAIN:
             raise CorruptDataError("delta chain does not terminate")
-        nxt = fetch_base(base)
+        nxt = fetch(base_key)
         if nxt is None or nxt[0] != ENVELOPE_TYPE:
             raise CorruptDataError(f"delta base version {base} is missing")
-        chain.append(nxt[1])
-        base = delta_base(nxt[1])
-    return codec_of(serde).loads_chain(chain)
+        chain.append((base_key, nxt[1], nxt[2]))
+        base = nxt[2]
+    # ...then decode forward, each delta on top of its base's value.
+    codec = codec_of(serde)
+    value = cache[(*key[:-1], base)] if base is not None else None
+    for k, blob, b in reversed(chain):
+        value = cache[k] = codec.loads_step(blob, value, b)
+    return value
 
 
 def needed_ancestors(

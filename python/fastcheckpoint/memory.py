@@ -32,7 +32,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.memory import InMemorySaver as _UpstreamInMemorySaver
 
-from fastcheckpoint._native import DeltaWriter
+from fastcheckpoint._native import ENVELOPE_TYPE, DeltaWriter, delta_base
 from fastcheckpoint._storage import (
     blob_closure,
     checkpoint_ns_of,
@@ -73,13 +73,24 @@ class InMemorySaver(_UpstreamInMemorySaver):
         typed = self.blobs.get((thread_id, ns, channel, version))
         return typed is not None and typed[0] != "empty"
 
+    def _fetch(self, key: tuple[Any, ...]) -> tuple[str, bytes, str | None] | None:
+        typed = self.blobs.get(key)
+        if typed is None:
+            return None
+        type_, data = typed
+        return type_, data, delta_base(data) if type_ == ENVELOPE_TYPE else None
+
     def _load_blob(self, thread_id: str, ns: str, channel: str, version: Any) -> tuple[bool, Any]:
         """(found, value) of one stored channel blob; "empty" blobs are not found."""
         if not self._stores_value(thread_id, ns, channel, version):
             return False, None
-        typed = self.blobs[(thread_id, ns, channel, version)]
-        where = f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}"
-        return True, load_channel(self.serde, typed, lambda base: self.blobs.get((thread_id, ns, channel, base)), where)
+        return True, load_channel(
+            self.serde,
+            (thread_id, ns, channel, version),
+            self._fetch,
+            {},
+            lambda: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}",
+        )
 
     def _load_blobs(self, thread_id: str, checkpoint_ns: str, versions: ChannelVersions) -> dict[str, Any]:
         result: dict[str, Any] = {}

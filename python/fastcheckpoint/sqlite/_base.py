@@ -36,6 +36,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from fastcheckpoint._native import DeltaWriter, SqliteStore
 from fastcheckpoint._storage import (
+    Stored,
     checkpoint_ns_of,
     encode_channels,
     load_channel,
@@ -48,7 +49,6 @@ from fastcheckpoint.sqlite import _schema as sql
 
 # Checkpoints fetched per round trip when listing.
 LIST_PAGE = 64
-Typed = tuple[str, bytes]
 
 
 def _metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> str:
@@ -138,8 +138,9 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
     def _tuple(
         self,
         row: Sequence[Any],
-        blobs: Mapping[tuple[str, str, str, str], Typed],
+        blobs: Mapping[tuple[Any, ...], Stored],
         writes: Sequence[Sequence[Any]],
+        cache: dict[tuple[Any, ...], Any],
         config: RunnableConfig | None = None,
     ) -> CheckpointTuple:
         thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row[:7]
@@ -151,8 +152,13 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
             typed = blobs.get(key)
             if typed is None or typed[0] == "empty":
                 continue
-            where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r} channel {ch!r}"
-            values[ch] = load_channel(serde, typed, lambda base, k=key: blobs.get((*k[:3], base)), where)
+            values[ch] = load_channel(
+                serde,
+                key,
+                blobs.get,
+                cache,
+                lambda ch=ch: f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r} channel {ch!r}",
+            )
         pending: list[PendingWrite] = [
             (w[0], w[1], serde.loads_typed((w[2], w[3])))
             for w in sorted(writes, key=lambda w: writes_sort_key(w[4], w[0], w[5]))
@@ -175,9 +181,9 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
         )
         if not rows:
             return None
-        blobs = {tuple(b[:4]): (b[4], b[5]) for b in blob_rows}
+        blobs = {tuple(b[:4]): b[4:] for b in blob_rows}
         writes = [w[1:] for w in write_rows]
-        return self._tuple((thread_id, ns, *rows[0]), blobs, writes, config if checkpoint_id else None)
+        return self._tuple((thread_id, ns, *rows[0]), blobs, writes, {}, config if checkpoint_id else None)
 
     def _where(
         self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
@@ -209,8 +215,14 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
         before: RunnableConfig | None,
         limit: int | None,
     ) -> Iterator[list[CheckpointTuple]]:
-        """Newest first, a page per round trip (each page one consistent read)."""
+        """Newest first, a page per round trip (each page one consistent read).
+
+        Versions decoded for one checkpoint are reused for the others: list
+        elements unchanged between checkpoints are decoded once and the
+        returned checkpoints share those objects (as a graph's own channel
+        values share them from one step to the next)."""
         wheres, params = self._where(config, filter, before)
+        cache: dict[tuple[Any, ...], Any] = {}
         store = self._ready()
         remaining = limit
         after: tuple[str, str, str] | None = None
@@ -223,11 +235,11 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
             args = (*page_params, n)
             page, blobs_q, writes_q = sql.list_queries("WHERE " + " AND ".join(page_wheres))
             rows, blob_rows, write_rows = store.read([(page, args), (blobs_q, args), (writes_q, args)])
-            blobs = {tuple(b[:4]): (b[4], b[5]) for b in blob_rows}
+            blobs = {tuple(b[:4]): b[4:] for b in blob_rows}
             writes: dict[tuple[str, str, str], list[Sequence[Any]]] = {}
             for w in write_rows:
                 writes.setdefault(tuple(w[:3]), []).append(w[3:])
-            yield [self._tuple(r, blobs, writes.get(tuple(r[:3]), [])) for r in rows]
+            yield [self._tuple(r, blobs, writes.get(tuple(r[:3]), []), cache) for r in rows]
             if len(rows) < n:
                 return
             last = rows[-1]
@@ -289,7 +301,7 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
             by_cid.setdefault(w[0], []).append(w[1:])
         for lst in by_cid.values():
             lst.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
-        blobs = {tuple(b[:4]): (b[4], b[5]) for b in seed_rows}
+        blobs = {tuple(b[:4]): b[4:] for b in seed_rows}
         result: dict[str, DeltaChannelHistory] = {}
         for ch in channels:
             writes: list[PendingWrite] = [
@@ -300,9 +312,13 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
             ]
             h: DeltaChannelHistory = {"writes": writes}
             if ch in seeds:
-                key = (thread_id, ns, ch, seeds[ch])
-                where = f"thread {thread_id!r} checkpoint_ns {ns!r} channel {ch!r} version {seeds[ch]}"
-                h["seed"] = load_channel(self.serde, blobs[key], lambda b, k=key: blobs.get((*k[:3], b)), where)
+                h["seed"] = load_channel(
+                    self.serde,
+                    (thread_id, ns, ch, seeds[ch]),
+                    blobs.get,
+                    {},
+                    lambda ch=ch: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {ch!r} version {seeds[ch]}",
+                )
             result[ch] = h
         return result
 

@@ -13,8 +13,9 @@ pub const VERSION: u8 = 1;
 const FLAG_ZSTD: u8 = 1;
 const FLAG_DELTA: u8 = 2;
 const HEADER: usize = 8;
-/// Bodies at least this large are zstd-compressed.
-pub const COMPRESS_THRESHOLD: usize = 2048;
+/// Bodies at least this large are zstd-compressed (kept only when smaller):
+/// even one chat message usually shrinks, and deltas are mostly one or two.
+pub const COMPRESS_THRESHOLD: usize = 256;
 /// Largest body we agree to decompress (a bound against decompression bombs).
 pub const MAX_BODY: usize = 1 << 30;
 const ZSTD_LEVEL: i32 = 1;
@@ -74,11 +75,24 @@ pub fn seal(body: &[u8], delta: Option<&DeltaHeader>) -> Vec<u8> {
     out
 }
 
+thread_local! {
+    // One compression context per thread: creating one costs more than
+    // compressing a small delta.
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 fn compress(body: &[u8]) -> Option<Vec<u8>> {
-    let mut enc = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?;
-    enc.include_checksum(true).ok()?;
-    enc.include_contentsize(true).ok()?;
-    let out = enc.compress(body).ok()?;
+    let out = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let mut enc = zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?;
+            enc.include_checksum(true).ok()?;
+            enc.include_contentsize(true).ok()?;
+            *slot = Some(enc);
+        }
+        slot.as_mut()?.compress(body).ok()
+    })?;
     // Keep the raw body when compression does not pay.
     (out.len() < body.len()).then_some(out)
 }

@@ -21,8 +21,9 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 
 use crate::decode::Decoder;
 use crate::encode::Encoder;
-use crate::errors::{deserialization_error, disallowed_type_error};
+use crate::errors::{corrupt_data_error, deserialization_error, disallowed_type_error};
 use crate::pyrefs::std;
+use fastcheckpoint_core::envelope;
 
 type Key = (String, String);
 
@@ -369,6 +370,57 @@ impl Codec {
     /// Decodes LangGraph "msgpack" bytes.
     fn loads<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
         Decoder::new(py, self, data, 0).decode_all()
+    }
+
+    /// Decodes one of our envelopes on top of the decoded value of its delta
+    /// base: a self-contained blob decodes whole (`base` unused); a list delta
+    /// (whose header must name `base_version`) yields a new list holding
+    /// `base[:keep]` followed by its own decoded elements. Elements kept from
+    /// the base are the base's objects, not copies.
+    #[pyo3(signature = (blob, base=None, base_version=None))]
+    fn loads_step<'py>(
+        &self,
+        py: Python<'py>,
+        blob: PyBackedBytes,
+        base: Option<Bound<'py, PyAny>>,
+        base_version: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let opened = py
+            .detach(|| envelope::open(&blob))
+            .map_err(crate::errors::core_error)?;
+        let Some(header) = opened.delta else {
+            return Decoder::new(py, self, &opened.body, 0).decode_all();
+        };
+        if base_version != Some(header.base.as_str()) {
+            return Err(corrupt_data_error(format!(
+                "delta applies to version {:?}, but its row names {:?} as base",
+                header.base, base_version
+            )));
+        }
+        let base = base
+            .as_ref()
+            .and_then(|b| b.downcast::<PyList>().ok())
+            .ok_or_else(|| corrupt_data_error("a list delta's base is not a list"))?;
+        let keep = header.keep as usize;
+        if keep > base.len() {
+            return Err(corrupt_data_error(format!(
+                "delta keeps {keep} elements of a base holding {}",
+                base.len()
+            )));
+        }
+        let out = base.get_slice(0, keep);
+        let mut d = Decoder::new(py, self, &opened.body, 0);
+        while !d.at_end() {
+            out.append(d.value(false)?)?;
+        }
+        if out.len() != header.total as usize {
+            return Err(corrupt_data_error(format!(
+                "delta announces {} elements, rebuilt {}",
+                header.total,
+                out.len()
+            )));
+        }
+        Ok(out.into_any())
     }
 
     /// Decodes a chain of our envelopes (newest first, ending in a keyframe).

@@ -34,6 +34,11 @@ impl<'a, 'py> Decoder<'a, 'py> {
         }
     }
 
+    /// True once every byte has been decoded.
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
     /// Decodes exactly one value spanning the whole buffer.
     pub fn decode_all(mut self) -> PyResult<Bound<'py, PyAny>> {
         let v = self.value(false)?;

@@ -119,7 +119,9 @@ impl SqliteStore {
             }
         };
         if !busy_timeout.is_finite() || busy_timeout < 0.0 {
-            return Err(config_error("busy_timeout must be a non-negative number of seconds"));
+            return Err(config_error(
+                "busy_timeout must be a non-negative number of seconds",
+            ));
         }
         let timeout = Duration::from_secs_f64(busy_timeout);
         let store = py
