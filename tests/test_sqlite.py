@@ -1,0 +1,251 @@
+"""SqliteSaver specifics: upstream take-over, one SQLite library, corruption,
+filters, several processes on one file, and SIGKILL at random moments."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from fastcheckpoint._native import sqlite_library
+from fastcheckpoint.errors import ConfigError, CorruptDataError
+from fastcheckpoint.sqlite import SqliteSaver
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqliteSaver
+from langgraph.types import Command
+
+from tests import graphs
+from tests.sqlite_worker import expected_steps
+
+ROOT = Path(__file__).resolve().parent.parent
+# Kills per crash test; raise for a longer run: FC_KILL_LOOPS=500 make test
+KILL_LOOPS = int(os.environ.get("FC_KILL_LOOPS", "20"))
+
+
+def cfg(thread: str, **extra) -> dict:
+    return {"configurable": {"thread_id": thread, **extra}}
+
+
+def worker(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.sqlite_worker", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def acks(out: str) -> list[tuple[str, str]]:
+    return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("ack ")]
+
+
+def comparable(t) -> tuple:
+    """Everything a CheckpointTuple carries, in a form that compares by value."""
+    return (
+        t.config["configurable"],
+        {k: v for k, v in t.checkpoint.items() if k != "channel_values"},
+        t.checkpoint["channel_values"],
+        t.metadata,
+        t.parent_config,
+        t.pending_writes,
+    )
+
+
+def test_upstream_database_is_taken_over(tmp_path) -> None:
+    db = str(tmp_path / "upstream.db")
+    with UpstreamSqliteSaver.from_conn_string(db) as up:
+        chat = graphs.chat_graph().compile(checkpointer=up)
+        for i in range(3):
+            chat.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
+        approval = graphs.approval_graph().compile(checkpointer=up)
+        approval.invoke({"request": "deploy", "log": []}, cfg("approval"))  # pending interrupt write
+        before = {t: [comparable(x) for x in up.list(cfg(t))] for t in ("chat", "approval")}
+    with SqliteSaver.from_conn_string(db) as ours:
+        after = {t: [comparable(x) for x in ours.list(cfg(t))] for t in ("chat", "approval")}
+        assert after == before
+        assert len(after["chat"]) == 9
+        assert comparable(ours.get_tuple(cfg("chat"))) == before["chat"][0]
+        # The taken-over threads go on under our saver.
+        out = graphs.approval_graph().compile(checkpointer=ours).invoke(Command(resume="yes"), cfg("approval"))
+        assert out["status"] == "approved"
+        out = graphs.chat_graph().compile(checkpointer=ours).invoke({"messages": [HumanMessage("more")]}, cfg("chat"))
+        assert len(out["messages"]) == 8
+    # Opening again migrates nothing twice.
+    with SqliteSaver.from_conn_string(db) as again:
+        assert len(list(again.list(cfg("chat")))) == 9 + 3
+
+
+def test_one_sqlite_library_in_the_process() -> None:
+    """Our store and Python's sqlite3 module must use the same SQLite copy, or
+    closing a file in one silently drops the other's POSIX locks."""
+    version, address = sqlite_library()
+    assert version == sqlite3.sqlite_version
+    import _sqlite3
+
+    linked = [line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "libsqlite3" in line]
+    assert linked, f"{_sqlite3.__file__} does not load a shared libsqlite3"
+    lib = ctypes.CDLL(linked[0])
+    assert ctypes.cast(lib.sqlite3_libversion, ctypes.c_void_p).value == address
+    assert len(set(linked)) == 1
+
+
+def test_user_connection_and_saver_share_the_file(tmp_path) -> None:
+    db = str(tmp_path / "shared.db")
+    conn = sqlite3.connect(db, check_same_thread=False)
+    saver = SqliteSaver(conn)
+    app = graphs.chat_graph().compile(checkpointer=saver)
+    for i in range(5):
+        app.invoke({"messages": [HumanMessage(f"m{i}")]}, cfg("t"))
+        # The caller's own connection sees our rows and can keep using the file.
+        n = conn.execute("SELECT count(*) FROM fc_checkpoints WHERE thread_id = 't'").fetchone()[0]
+        assert n == 3 * (i + 1)
+        conn.execute("CREATE TABLE IF NOT EXISTS app_data (x)")
+        conn.execute("INSERT INTO app_data VALUES (?)", (i,))
+        conn.commit()
+    saver.close()
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_corrupt_rows_raise_typed_errors_naming_the_row(tmp_path) -> None:
+    db = str(tmp_path / "c.db")
+    with SqliteSaver.from_conn_string(db) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(6):
+            app.invoke({"messages": [HumanMessage(f"message number {i} " * 30)]}, cfg("t"))
+        latest = saver.get_tuple(cfg("t")).config["configurable"]["checkpoint_id"]
+    raw = sqlite3.connect(db)
+    rows = raw.execute("SELECT rowid, blob FROM fc_blobs WHERE channel = 'messages' AND type = 'fc1'").fetchall()
+    assert rows
+    for rowid, blob in rows:
+        b = bytearray(blob)
+        b[len(b) // 2] ^= 0x40
+        raw.execute("UPDATE fc_blobs SET blob = ? WHERE rowid = ?", (bytes(b), rowid))
+    raw.commit()
+    raw.close()
+    with SqliteSaver.from_conn_string(db) as saver:
+        with pytest.raises(CorruptDataError) as e:
+            saver.get_tuple(cfg("t"))
+        assert "thread 't'" in str(e.value) and latest in str(e.value) and "messages" in str(e.value)
+        with pytest.raises(CorruptDataError):
+            list(saver.list(cfg("t")))
+
+
+def test_bad_config_and_hostile_filters(tmp_path) -> None:
+    with SqliteSaver.from_conn_string(str(tmp_path / "c.db")) as saver:
+        with pytest.raises(ConfigError, match="thread_id"):
+            saver.get_tuple({"configurable": {}})
+        graphs.pipeline_graph().compile(checkpointer=saver).invoke({"steps": []}, cfg("t"))
+        for key in ["source') OR 1=1 --", "a b", "x;DROP TABLE fc_checkpoints", "$.y"]:
+            with pytest.raises(ValueError, match="Invalid filter key"):
+                list(saver.list(None, filter={key: "loop"}))
+        # Values are bound, never spliced into SQL.
+        assert list(saver.list(None, filter={"source": "x' OR '1'='1"})) == []
+        assert [t.metadata["step"] for t in saver.list(None, filter={"source": "loop"})] == [3, 2, 1, 0]
+        with pytest.raises(ConfigError, match="synchronous"):
+            SqliteSaver(sqlite3.connect(":memory:"), synchronous="sometimes")
+    with pytest.raises(ConfigError, match="closed"):
+        saver.get_tuple(cfg("t"))
+
+
+def test_a_delta_base_removed_by_another_saver_is_not_referenced(tmp_path) -> None:
+    db = str(tmp_path / "c.db")
+    with SqliteSaver.from_conn_string(db) as a, SqliteSaver.from_conn_string(db) as b:
+        app = graphs.chat_graph().compile(checkpointer=a)
+        for i in range(4):
+            app.invoke({"messages": [HumanMessage(f"m{i}")]}, cfg("t"))
+        state = app.get_state(cfg("t")).values
+        b.delete_thread("t")  # a's writer still remembers the thread's last list
+        app.update_state(cfg("t"), state)
+        app.invoke({"messages": [HumanMessage("after")]}, cfg("t"))
+        fresh = graphs.chat_graph().compile(checkpointer=b)
+        assert [m.content for m in fresh.get_state(cfg("t")).values["messages"]][-2:] == [
+            "after",
+            "you said 5 things, last: after",
+        ]
+
+
+def test_memory_survives_a_process_restart(tmp_path) -> None:
+    db = str(tmp_path / "c.db")
+    for steps in (3, 6):  # the second process resumes the first one's thread
+        p = worker("run", db, "t", str(steps))
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    with SqliteSaver.from_conn_string(db) as saver:
+        from tests.sqlite_worker import loop_graph
+
+        assert loop_graph().compile(checkpointer=saver).get_state(cfg("t")).values["steps"] == expected_steps(3)
+
+
+def test_processes_and_threads_share_one_file(tmp_path) -> None:
+    db = str(tmp_path / "c.db")
+    puts = 60
+    procs = [worker("hammer", db, f"p{i}", str(puts)) for i in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert "locked" not in err
+    acked = [a for out, _ in outs for a in acks(out)]
+    assert len(acked) == 4 * 2 * puts
+    raw = sqlite3.connect(db)
+    stored = raw.execute("SELECT thread_id, checkpoint_id FROM fc_checkpoints").fetchall()
+    assert sorted(stored) == sorted(acked)
+    assert raw.execute("SELECT count(*) FROM fc_writes").fetchone()[0] == len(acked)
+    for thread in {t for t, _ in acked}:
+        ids = [c for t, c in acked if t == thread]
+        assert ids == sorted(ids), "checkpoint ids must increase within a thread"
+    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with SqliteSaver.from_conn_string(db) as saver:
+        t = saver.get_tuple(cfg("p0-1"))
+        assert t.checkpoint["channel_values"]["items"] == [f"p0-1-{j}" for j in range(puts)]
+
+
+def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path) -> None:
+    db = str(tmp_path / "c.db")
+    steps = 100 * KILL_LOOPS
+    rng = random.Random(1234)
+    acked: list[tuple[str, str]] = []
+    kills = 0
+    for _ in range(KILL_LOOPS):
+        p = worker("run", db, "t", str(steps))
+        assert p.stdout is not None
+        first = p.stdout.readline()  # the run is under way: kill it at a random moment
+        time.sleep(rng.uniform(0, 0.25))
+        p.send_signal(signal.SIGKILL)
+        out, _ = p.communicate(timeout=60)
+        kills += p.returncode == -signal.SIGKILL
+        out = first + out
+        acked += acks(out)
+        raw = sqlite3.connect(db)
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        stored = {r[0] for r in raw.execute("SELECT checkpoint_id FROM fc_checkpoints WHERE thread_id = 't'")}
+        raw.close()
+        missing = [c for _, c in acked if c not in stored]
+        assert not missing, f"{len(missing)} acknowledged checkpoints lost"
+        if "done" in out:
+            break
+    p = worker("run", db, "t", str(steps))
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    assert kills >= KILL_LOOPS // 2, "most runs must have been killed mid-way"
+    with SqliteSaver.from_conn_string(db) as saver:
+        from tests.sqlite_worker import loop_graph
+
+        app = loop_graph().compile(checkpointer=saver)
+        state = app.get_state(cfg("t"))
+        assert state.values["steps"] == expected_steps(steps) and state.next == ()
+        # Every stored checkpoint reconstructs.
+        history = list(app.get_state_history(cfg("t")))
+        assert len(history) >= steps
+        assert json.dumps([len(h.values.get("steps", [])) for h in history[:3]]) == json.dumps(
+            [steps, steps - 1, steps - 2]
+        )

@@ -1,0 +1,90 @@
+"""The seed features in real async StateGraph runs on AsyncSqliteSaver (and on
+SqliteSaver's async methods, which upstream's SqliteSaver refuses)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastcheckpoint.sqlite import SqliteSaver
+from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
+from langchain_core.messages import HumanMessage
+from langgraph.store.memory import InMemoryStore
+from langgraph.types import Command
+
+from tests import graphs
+
+
+def cfg(thread: str, **extra) -> dict:
+    return {"configurable": {"thread_id": thread, **extra}}
+
+
+@pytest.fixture(params=["aio", "sync-saver", "aio-memory"])
+async def saver(request, tmp_path) -> AsyncIterator:
+    path = str(tmp_path / "c.db")
+    if request.param == "sync-saver":
+        with SqliteSaver.from_conn_string(path) as s:
+            yield s
+        return
+    async with AsyncSqliteSaver.from_conn_string(":memory:" if request.param == "aio-memory" else path) as s:
+        yield s
+
+
+async def test_threads_memory_and_interrupts(saver) -> None:
+    chat = graphs.chat_graph().compile(checkpointer=saver)
+    await chat.ainvoke({"messages": [HumanMessage("a1")]}, cfg("a"))
+    await chat.ainvoke({"messages": [HumanMessage("b1")]}, cfg("b"))
+    out = await chat.ainvoke({"messages": [HumanMessage("a2")]}, cfg("a"))
+    assert [m.content for m in out["messages"]][-1] == "you said 2 things, last: a2"
+    approval = graphs.approval_graph().compile(checkpointer=saver)
+    out = await approval.ainvoke({"request": "x", "log": []}, cfg("ap"))
+    assert out["__interrupt__"][0].value["action"] == "x"
+    out = await approval.ainvoke(Command(resume="yes"), cfg("ap"))
+    assert out["status"] == "approved"
+    pipe = graphs.pipeline_graph().compile(checkpointer=saver, interrupt_before=["b"], interrupt_after=["c"])
+    await pipe.ainvoke({"steps": []}, cfg("p"))
+    assert (await pipe.aget_state(cfg("p"))).next == ("b",)
+    await pipe.aupdate_state(cfg("p"), {"steps": ["edited"]}, as_node="a")
+    await pipe.ainvoke(None, cfg("p"))
+    assert (await pipe.aget_state(cfg("p"))).values["steps"] == ["a", "edited", "b", "c"]
+
+
+async def test_history_fork_and_crash_resume(saver) -> None:
+    app = graphs.pipeline_graph().compile(checkpointer=saver)
+    await app.ainvoke({"steps": []}, cfg("t"))
+    history = [h async for h in app.aget_state_history(cfg("t"))]
+    assert [h.metadata["step"] for h in history] == [3, 2, 1, 0, -1]
+    after_a = next(h for h in history if h.values.get("steps") == ["a"])
+    fork = await app.aupdate_state(after_a.config, {"steps": ["forked"]})
+    assert (await app.ainvoke(None, fork))["steps"] == ["a", "forked", "b", "c"]
+    crashing = graphs.pipeline_graph(fail_at="c").compile(checkpointer=saver)
+    with pytest.raises(RuntimeError):
+        await crashing.ainvoke({"steps": []}, cfg("crash"))
+    fixed = graphs.pipeline_graph().compile(checkpointer=saver)
+    assert (await fixed.ainvoke(None, cfg("crash")))["steps"] == ["a", "b", "c"]
+
+
+async def test_subgraphs_delta_channel_store_and_durability(saver) -> None:
+    sub = graphs.subgraph_parent().compile(checkpointer=saver)
+    await sub.ainvoke({"steps": []}, cfg("s"))
+    assert (await sub.ainvoke(Command(resume="ok"), cfg("s")))["steps"][-1] == "inner:ok"
+    delta = graphs.delta_graph().compile(checkpointer=saver)
+    for _ in range(5):
+        await delta.ainvoke({}, cfg("d"))
+    await saver.aprune(["d"], strategy="keep_latest")
+    assert (await delta.ainvoke({}, cfg("d")))["items"] == [f"item{i}" for i in range(6)]
+    app = graphs.pipeline_graph().compile(checkpointer=saver, store=InMemoryStore())
+    for durability in ("sync", "async", "exit"):
+        out = await app.ainvoke({"steps": []}, cfg(f"dur-{durability}"), durability=durability)
+        assert out["steps"] == ["a", "b", "c"]
+        assert (await app.aget_state(cfg(f"dur-{durability}"))).next == ()
+
+
+async def test_sync_calls_on_the_async_saver_from_another_thread(tmp_path) -> None:
+    import asyncio
+
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "c.db")) as saver:
+        app = graphs.pipeline_graph().compile(checkpointer=saver)
+        await app.ainvoke({"steps": []}, cfg("t"))
+        tup = await asyncio.to_thread(saver.get_tuple, cfg("t"))
+        assert tup.checkpoint["channel_values"]["steps"] == ["a", "b", "c"]
