@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 .PHONY: demo test test-rust test-python bench lint install venv clean
 
 $(VENV)/.created:
+	bash scripts/system-deps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2"
@@ -21,6 +22,7 @@ demo: install
 	$(PY) -m fastcheckpoint.demo
 
 test-rust:
+	bash scripts/system-deps.sh
 	cargo test -p fastcheckpoint-core
 
 test-python: install
