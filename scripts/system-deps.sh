@@ -2,7 +2,7 @@
 # System libraries the build links: the SQLite development files (rusqlite links
 # the system libsqlite3, the same copy Python's sqlite3 module loads).
 set -euo pipefail
-if ls /usr/lib/*/libsqlite3.so /usr/lib/libsqlite3.so >/dev/null 2>&1 && [ -f /usr/include/sqlite3.h ]; then
+if [ -f /usr/include/sqlite3.h ] && compgen -G "/usr/lib/*/libsqlite3.so" >/dev/null; then
   exit 0
 fi
 echo "installing libsqlite3-dev (needed to link against the system SQLite)" >&2
