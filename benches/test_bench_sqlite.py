@@ -1,0 +1,240 @@
+"""SqliteSaver vs upstream SqliteSaver on the chat-agent workload (file-backed, same process).
+
+Each turn adds a human message, an AI tool call, a tool result and an AI answer
+(DESIGN.md §7), one checkpoint per message. Run: make bench
+Writes the put-latency plot to docs/put_latency.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from pathlib import Path
+
+from fastcheckpoint.sqlite import SqliteSaver
+from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
+from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSqlite
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+from benches._timing import fmt, table
+from tests.graphs import react_turn_messages
+
+PLOT = Path(__file__).resolve().parent.parent / "docs" / "put_latency.png"
+
+
+def db_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.parent.iterdir() if f.name.startswith(path.name))
+
+
+def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:
+    """Puts the workload's checkpoints; returns each put's seconds."""
+    msgs: list = []
+    parent = version = None
+    times = []
+    for t in range(turns):
+        for m in react_turn_messages(t):
+            msgs = [*msgs, m]
+            cp = empty_checkpoint()
+            version = saver.get_next_version(version, None)
+            cp["channel_values"] = {"messages": msgs}
+            cp["channel_versions"] = {"messages": version}
+            cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
+            start = time.perf_counter()
+            out = saver.put(cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version})
+            times.append(time.perf_counter() - start)
+            parent = out["configurable"]["checkpoint_id"]
+    return times
+
+
+def tail(times: list[float], window: int = 40) -> tuple[float, float]:
+    """Median and p95 of the last `window` puts (the cost at that history length)."""
+    last = sorted(times[-window:])
+    return statistics.median(last), last[int(len(last) * 0.95)]
+
+
+def best_of(fn, n: int = 5) -> float:
+    fn()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return min(samples)
+
+
+def test_sqlite_chat_workload(tmp_path) -> None:
+    rows: list[tuple[str, float, float]] = []
+    curves = {}
+    sizes = {}
+    for turns in (50, 200):
+        results = {}
+        for name, cls in (("upstream", UpstreamSqlite), ("ours", SqliteSaver)):
+            path = tmp_path / f"{name}-{turns}.db"
+            with cls.from_conn_string(str(path)) as saver:
+                times = chat_puts(saver, turns)
+                cfg = {"configurable": {"thread_id": "t"}}
+                latest = saver.get_tuple(cfg)
+                get = best_of(lambda s=saver, c=cfg: s.get_tuple(c))
+                listed = best_of(lambda s=saver, c=cfg: list(s.list(c)), n=1)
+                n_listed = len(list(saver.list(cfg)))
+            results[name] = (times, latest, get, listed, n_listed, db_size(path))
+        (up_t, up_latest, up_get, up_list, up_n, up_size), (t, latest, get, listed, n, size) = (
+            results["upstream"],
+            results["ours"],
+        )
+        assert latest.checkpoint["channel_values"] == up_latest.checkpoint["channel_values"]
+        assert n == up_n == 4 * turns
+        um, up95 = tail(up_t)
+        om, o95 = tail(t)
+        msgs = 4 * turns
+        rows += [
+            (f"put, {turns} turns ({msgs} msgs), median", um, om),
+            (f"put, {turns} turns ({msgs} msgs), p95 tail", up95, o95),
+            (f"get_tuple latest, {turns} turns", up_get, get),
+            (f"list whole thread ({n} checkpoints)", up_list, listed),
+        ]
+        sizes[turns] = (up_size, size)
+        curves[turns] = (up_t, t)
+    table("SqliteSaver (file, WAL): upstream vs fastcheckpoint, chat-agent workload", rows)
+    for turns, (up_size, size) in sizes.items():
+        print(
+            f"database after {turns} turns: upstream {up_size / 1e6:.2f} MB, ours {size / 1e6:.3f} MB "
+            f"({up_size / size:.0f}x smaller)"
+        )
+    p95_50, p95_200 = rows[1][2], rows[5][2]
+    print(f"our p95 put at 200 turns / at 50 turns: {p95_200 / p95_50:.2f}x (upstream {rows[5][1] / rows[1][1]:.2f}x)")
+    plot(curves[200])
+
+
+def plot(curve: tuple[list[float], list[float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    up, ours = curve
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(range(1, len(up) + 1), [x * 1e3 for x in up], label="langgraph-checkpoint-sqlite", lw=0.8)
+    ax.plot(range(1, len(ours) + 1), [x * 1e3 for x in ours], label="fastcheckpoint", lw=0.8)
+    ax.set_xlabel("messages in the thread's history (one put per message)")
+    ax.set_ylabel("put latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("SqliteSaver.put on a 200-turn chat agent (file-backed, WAL)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    PLOT.parent.mkdir(exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+    print(f"plot written to {PLOT.relative_to(PLOT.parent.parent)}")
+
+
+# -- whole graph turns against a zero-cost floor -------------------------------------------
+
+
+class Passthrough:
+    """A serializer that stores the objects themselves: checkpointing at no encoding cost."""
+
+    def dumps_typed(self, obj):
+        return "object", obj
+
+    def loads_typed(self, data):
+        return data[1]
+
+
+def agent_graph() -> StateGraph:
+    """A ReAct loop with a scripted model: tool call, tool result, answer."""
+
+    def agent(state: MessagesState) -> dict:
+        last = state["messages"][-1]
+        turn = int(last.content[1:].split("]")[0])
+        msgs = react_turn_messages(turn)
+        return {"messages": [msgs[3] if isinstance(last, ToolMessage) else msgs[1]]}
+
+    def tools(state: MessagesState) -> dict:
+        call = state["messages"][-1]
+        assert isinstance(call, AIMessage)
+        turn = int(call.tool_calls[0]["args"]["query"].split()[-1])
+        return {"messages": [react_turn_messages(turn)[2]]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("agent", agent)
+    g.add_node("tools", tools)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", lambda s: "tools" if s["messages"][-1].tool_calls else END)
+    g.add_edge("tools", "agent")
+    return g
+
+
+def turn_time(saver, turns: int) -> float:
+    app = agent_graph().compile(checkpointer=saver)
+    cfg = {"configurable": {"thread_id": "g"}}
+    for t in range(turns - 5):
+        app.invoke({"messages": [react_turn_messages(t)[0]]}, cfg)
+    samples = []
+    for t in range(turns - 5, turns):
+        start = time.perf_counter()
+        out = app.invoke({"messages": [HumanMessage(react_turn_messages(t)[0].content, id=f"h{t}")]}, cfg)
+        samples.append(time.perf_counter() - start)
+    assert len(out["messages"]) == 4 * turns
+    return statistics.median(samples)
+
+
+def test_whole_graph_turn_against_floor(tmp_path) -> None:
+    turns = 200
+    floor = turn_time(UpstreamMemory(serde=Passthrough()), turns)
+    up_mem = turn_time(UpstreamMemory(), turns)
+    with UpstreamSqlite.from_conn_string(str(tmp_path / "up.db")) as s:
+        up_sql = turn_time(s, turns)
+    with SqliteSaver.from_conn_string(str(tmp_path / "ours.db")) as s:
+        ours = turn_time(s, turns)
+    table(
+        f"whole graph turn at {4 * turns} messages (4 checkpoints per turn)",
+        [("upstream SqliteSaver vs ours", up_sql, ours), ("upstream InMemorySaver vs ours", up_mem, ours)],
+    )
+    print(
+        f"zero-cost floor {fmt(floor)}; ours / floor = {ours / floor:.2f}x; upstream InMemorySaver / floor = "
+        f"{up_mem / floor:.2f}x"
+    )
+
+
+# -- AsyncSqliteSaver: 8 concurrent threads ------------------------------------------------------
+
+
+async def async_rate(saver, threads: int = 8, turns: int = 25) -> float:
+    async def one(thread: str) -> None:
+        msgs: list = []
+        parent = version = None
+        for t in range(turns):
+            for m in react_turn_messages(t):
+                msgs = [*msgs, m]
+                cp = empty_checkpoint()
+                version = saver.get_next_version(version, None)
+                cp["channel_values"] = {"messages": msgs}
+                cp["channel_versions"] = {"messages": version}
+                cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
+                out = await saver.aput(cfg, cp, {"step": len(msgs)}, {"messages": version})
+                parent = out["configurable"]["checkpoint_id"]
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(f"t{i}") for i in range(threads)))
+    return threads * turns * 4 / (time.perf_counter() - start)
+
+
+def test_async_sqlite_concurrent_threads(tmp_path) -> None:
+    async def main() -> tuple[float, float]:
+        async with UpstreamAsyncSqlite.from_conn_string(str(tmp_path / "up.db")) as s:
+            up = await async_rate(s)
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "ours.db")) as s:
+            ours = await async_rate(s)
+        return up, ours
+
+    up, ours = asyncio.run(main())
+    print(
+        f"\n## AsyncSqliteSaver, 8 concurrent threads x 25 turns (800 checkpoints)\n"
+        f"upstream {up:,.0f} checkpoints/s, ours {ours:,.0f} checkpoints/s: {ours / up:.1f}x"
+    )
