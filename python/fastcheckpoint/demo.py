@@ -1,14 +1,16 @@
 """The seed features end to end, then a side-by-side timing against upstream.
 
 Run with ``make demo`` (or ``python -m fastcheckpoint.demo`` with the test extras
-installed). Uses the embedded default saver (InMemorySaver until the SQLite saver
-lands) and LangGraph's own StateGraph.
+installed). Uses the embedded default, ``fastcheckpoint.sqlite.SqliteSaver`` on a
+file in a temporary directory, and LangGraph's own StateGraph.
 """
 
 from __future__ import annotations
 
 import operator
+import tempfile
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
@@ -118,45 +120,62 @@ def show_features(saver) -> None:
     print(f"   after the fork the thread ends with: {str(out['messages'][-1].content)[:40]!r}")
 
 
-def timing(turns: int = 100) -> None:
-    from langgraph.checkpoint.memory import InMemorySaver as Upstream
+def show_restart(path: str) -> None:
+    from fastcheckpoint.sqlite import SqliteSaver
 
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-
-    from fastcheckpoint.memory import InMemorySaver
-
-    print(f"== 4. Same {turns}-turn agent run ({turns * 4} messages), upstream vs fastcheckpoint")
-    results = {}
-    for name, saver in (("upstream InMemorySaver", Upstream()), ("fastcheckpoint InMemorySaver", InMemorySaver())):
+    print("== 4. A new process (here: a new saver on the same file) picks the threads up")
+    with SqliteSaver.from_conn_string(path) as saver:
         app = agent_graph().compile(checkpointer=saver)
-        rng = range(turns)
-        bar = tqdm(rng, desc=f"   {name}", leave=False, ncols=90) if tqdm else rng
-        t0 = time.perf_counter()
-        for n in bar:
-            app.invoke({"messages": [human(n)]}, cfg("t"))
-        elapsed = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        state = app.get_state(cfg("t"))
-        get_s = time.perf_counter() - t1
-        stored = sum(len(b) for _, b in saver.blobs.values())
-        results[name] = (elapsed, get_s, stored, state.values["messages"])
-    (ue, ug, us, um), (oe, og, os_, om) = results.values()
-    assert [m.content for m in um] == [m.content for m in om], "both savers must end in the same state"
-    print(f"   {'':28} {'upstream':>12} {'ours':>12} {'ratio':>7}")
-    print(f"   {'whole run':28} {ue:11.2f}s {oe:11.2f}s {ue / oe:6.1f}x")
-    print(f"   {'get_state at the end':28} {ug * 1e3:10.2f}ms {og * 1e3:10.2f}ms {ug / og:6.1f}x")
-    print(f"   {'channel bytes stored':28} {us:12,} {os_:12,} {us / os_:6.0f}x")
-    print("   (final states compared equal)")
+        out = app.invoke({"messages": [human(3)]}, cfg("alice"))
+        print(f"   alice continues with {len(out['messages'])} messages after the restart")
+
+
+def file_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.parent.iterdir() if f.name.startswith(path.name))
+
+
+def timing(directory: Path, turns: int = 100) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver as Upstream
+    from tqdm import tqdm
+
+    from fastcheckpoint.sqlite import SqliteSaver
+
+    print(f"== 5. Same {turns}-turn agent run ({turns * 4} messages) on a SQLite file, upstream vs fastcheckpoint")
+    results = {}
+    for name, cls in (("upstream SqliteSaver", Upstream), ("fastcheckpoint SqliteSaver", SqliteSaver)):
+        path = directory / f"{name.split()[0]}.db"
+        with cls.from_conn_string(str(path)) as saver:
+            app = agent_graph().compile(checkpointer=saver)
+            t0 = time.perf_counter()
+            for n in tqdm(range(turns), desc=f"   {name}", leave=False, ncols=90):
+                app.invoke({"messages": [human(n)]}, cfg("t"))
+            elapsed = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            state = app.get_state(cfg("t"))
+            get_s = time.perf_counter() - t1
+            t2 = time.perf_counter()
+            n_history = len(list(app.get_state_history(cfg("t"))))
+            hist_s = time.perf_counter() - t2
+        results[name] = (elapsed, get_s, hist_s, n_history, file_size(path), state.values["messages"])
+    (ue, ug, uh, un, us, um), (oe, og, oh, on, os_, om) = results.values()
+    assert [m.content for m in um] == [m.content for m in om] and un == on, "both savers must agree"
+    print(f"   {'':30} {'upstream':>12} {'ours':>12} {'ratio':>7}")
+    print(f"   {'whole run':30} {ue:11.2f}s {oe:11.2f}s {ue / oe:6.1f}x")
+    print(f"   {'get_state at the end':30} {ug * 1e3:10.2f}ms {og * 1e3:10.2f}ms {ug / og:6.1f}x")
+    print(f"   {f'get_state_history ({on} states)':30} {uh * 1e3:10.1f}ms {oh * 1e3:10.1f}ms {uh / oh:6.1f}x")
+    print(f"   {'database file':30} {us / 1e6:10.2f}MB {os_ / 1e6:10.3f}MB {us / os_:6.0f}x")
+    print("   (final states and history lengths compared equal)")
 
 
 def main() -> None:
-    from fastcheckpoint.memory import InMemorySaver
+    from fastcheckpoint.sqlite import SqliteSaver
 
-    show_features(InMemorySaver())
-    timing()
+    with tempfile.TemporaryDirectory() as d:
+        path = str(Path(d) / "checkpoints.db")
+        with SqliteSaver.from_conn_string(path) as saver:
+            show_features(saver)
+        show_restart(path)
+        timing(Path(d))
 
 
 if __name__ == "__main__":
