@@ -2,33 +2,43 @@
 
 Change one import::
 
-    # from langgraph.checkpoint.memory import InMemorySaver
-    from fastcheckpoint.memory import InMemorySaver
+    # from langgraph.checkpoint.sqlite import SqliteSaver
+    from fastcheckpoint.sqlite import SqliteSaver
 """
 
 from fastcheckpoint.errors import (
     CheckpointError,
     ConfigError,
     CorruptDataError,
+    DatabaseLockedError,
     DeserializationError,
     DisallowedTypeError,
+    DiskFullError,
     SerializationError,
+    StorageError,
     UnknownSerializationTypeError,
 )
 from fastcheckpoint.memory import InMemorySaver, MemorySaver
 from fastcheckpoint.serde import RustSerializer
+from fastcheckpoint.sqlite import SqliteSaver
+from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncSqliteSaver",
     "CheckpointError",
     "ConfigError",
     "CorruptDataError",
+    "DatabaseLockedError",
     "DeserializationError",
     "DisallowedTypeError",
+    "DiskFullError",
     "InMemorySaver",
     "MemorySaver",
     "RustSerializer",
     "SerializationError",
+    "SqliteSaver",
+    "StorageError",
     "UnknownSerializationTypeError",
 ]
