@@ -17,6 +17,7 @@ def timeit(fn: Callable[[], object], *, repeat: int = 50, warmup: int = 3) -> di
         samples.append(time.perf_counter() - t)
     samples.sort()
     return {
+        "min": samples[0],
         "median": statistics.median(samples),
         "p99": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
     }

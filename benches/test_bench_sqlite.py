@@ -21,7 +21,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSqlite
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from benches._timing import fmt, table
+from benches._timing import fmt, table, timeit
 from tests.graphs import react_turn_messages
 
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "put_latency.png"
@@ -31,11 +31,11 @@ def db_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.parent.iterdir() if f.name.startswith(path.name))
 
 
-def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:
-    """Puts the workload's checkpoints; returns each put's seconds."""
+def chat_checkpoints(saver, turns: int, thread: str = "t"):
+    """The workload's puts, one per message: ``(config, checkpoint, metadata, new_versions)``,
+    each checkpoint the child of the one before."""
     msgs: list = []
     parent = version = None
-    times = []
     for t in range(turns):
         for m in react_turn_messages(t):
             msgs = [*msgs, m]
@@ -44,10 +44,17 @@ def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:
             cp["channel_values"] = {"messages": msgs}
             cp["channel_versions"] = {"messages": version}
             cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
-            start = time.perf_counter()
-            out = saver.put(cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version})
-            times.append(time.perf_counter() - start)
-            parent = out["configurable"]["checkpoint_id"]
+            yield cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version}
+            parent = cp["id"]  # what put returns as the new checkpoint_id
+
+
+def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:
+    """Puts the workload's checkpoints; returns each put's seconds."""
+    times = []
+    for args in chat_checkpoints(saver, turns, thread):
+        start = time.perf_counter()
+        saver.put(*args)
+        times.append(time.perf_counter() - start)
     return times
 
 
@@ -58,13 +65,7 @@ def tail(times: list[float], window: int = 40) -> tuple[float, float]:
 
 
 def best_of(fn, n: int = 5) -> float:
-    fn()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return min(samples)
+    return timeit(fn, repeat=n, warmup=1)["min"]
 
 
 def test_sqlite_chat_workload(tmp_path) -> None:
@@ -207,18 +208,8 @@ def test_whole_graph_turn_against_floor(tmp_path) -> None:
 
 async def async_rate(saver, threads: int = 8, turns: int = 25) -> float:
     async def one(thread: str) -> None:
-        msgs: list = []
-        parent = version = None
-        for t in range(turns):
-            for m in react_turn_messages(t):
-                msgs = [*msgs, m]
-                cp = empty_checkpoint()
-                version = saver.get_next_version(version, None)
-                cp["channel_values"] = {"messages": msgs}
-                cp["channel_versions"] = {"messages": version}
-                cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
-                out = await saver.aput(cfg, cp, {"step": len(msgs)}, {"messages": version})
-                parent = out["configurable"]["checkpoint_id"]
+        for args in chat_checkpoints(saver, turns, thread):
+            await saver.aput(*args)
 
     start = time.perf_counter()
     await asyncio.gather(*(one(f"t{i}") for i in range(threads)))

@@ -53,10 +53,8 @@ class SqliteSaver(SqliteSaverBase):
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
     ) -> None:
-        super().__init__(serde=serde)
-        self.conn = conn
+        super().__init__(conn, serde=serde, synchronous=synchronous, busy_timeout=busy_timeout)
         self.lock = threading.Lock()
-        self._init_store(synchronous, busy_timeout)
         # Read now, on the thread that made the connection (it may be bound to it).
         self._path = database_path(conn.execute("PRAGMA database_list").fetchall())
 

@@ -46,6 +46,7 @@ from fastcheckpoint._storage import (
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import _schema as sql
+from fastcheckpoint.sqlite._legacy import migrate_upstream
 
 # Checkpoints fetched per round trip when listing.
 LIST_PAGE = 64
@@ -93,7 +94,16 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
     is_setup: bool
     _has_task_path: bool = True
 
-    def _init_store(self, synchronous: str, busy_timeout: float) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        serde: SerializerProtocol | None = None,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(serde=serde)
+        self.conn = conn
         if str(synchronous).upper() not in ("NORMAL", "FULL"):
             raise ConfigError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
         self.jsonplus_serde = JsonPlusSerializer()
@@ -107,8 +117,6 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
     def _open(self, path: str) -> None:
         """Opens the store at ``path``, applies pending migrations and takes
         over an upstream-written database (once)."""
-        from fastcheckpoint.sqlite._legacy import migrate_upstream
-
         with self._setup_lock:
             if self.is_setup:
                 return
@@ -123,7 +131,8 @@ class SqliteSaverBase(BaseCheckpointSaver[str]):
             self.is_setup = True
 
     def _ready(self) -> SqliteStore:
-        raise NotImplementedError
+        """The store, set up on first use (how depends on the connection type)."""
+        raise NotImplementedError("subclasses open the store")
 
     async def _aready(self) -> SqliteStore:
         return self._ready()

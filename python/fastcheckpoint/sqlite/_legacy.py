@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fastcheckpoint.sqlite._base import SqliteSaverBase
 
 _UPSTREAM_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "type", "checkpoint"}
-_TODO = """SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints c WHERE NOT EXISTS (
+_NOT_YET_COPIED = """SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints c WHERE NOT EXISTS (
     SELECT 1 FROM fc_checkpoints f WHERE f.thread_id = c.thread_id AND f.checkpoint_ns = c.checkpoint_ns
     AND f.checkpoint_id = c.checkpoint_id) ORDER BY thread_id, checkpoint_ns, checkpoint_id"""
 _ROW = """SELECT parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints
@@ -40,7 +40,7 @@ def migrate_upstream(saver: SqliteSaverBase, store: SqliteStore) -> int:
     cols = _columns(store, "checkpoints")
     if not _UPSTREAM_COLUMNS <= cols:
         return 0  # no upstream table (or someone else's table of that name): leave it alone
-    (todo,) = store.read([(_TODO, ())])
+    (todo,) = store.read([(_NOT_YET_COPIED, ())])
     if not todo:
         return 0
     write_cols = _columns(store, "writes")

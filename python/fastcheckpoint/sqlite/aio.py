@@ -33,11 +33,9 @@ class AsyncSqliteSaver(SqliteSaverBase):
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
     ) -> None:
-        super().__init__(serde=serde)
-        self.conn = conn
+        super().__init__(conn, serde=serde, synchronous=synchronous, busy_timeout=busy_timeout)
         self.lock = asyncio.Lock()
         self.loop = asyncio.get_running_loop()
-        self._init_store(synchronous, busy_timeout)
 
     @classmethod
     @asynccontextmanager
