@@ -73,6 +73,6 @@ def migrate_upstream(saver: SqliteSaverBase, store: SqliteStore) -> int:
             json.dumps(versions),
         )
         extra = [(copy_writes, (thread_id, ns, checkpoint_id), False)] if copy_writes else []
-        saver._put_rows(store, serde, row, values, new_versions, extra)
+        saver._run(saver._put_rows_op(row, values, new_versions, extra), store)
         stored.update((thread_id, ns, ch, str(v)) for ch, v in new_versions.items())
     return len(todo)

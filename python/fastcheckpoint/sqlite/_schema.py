@@ -16,6 +16,12 @@ upstream's ``checkpoints`` / ``writes`` (which ``_legacy`` migrates from).
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
+from fastcheckpoint.errors import ConfigError
+
 # Each entry moves the schema from version i to i + 1. Never edit a released
 # entry: append a new one.
 MIGRATIONS: list[list[str]] = [
@@ -121,6 +127,35 @@ GET_BLOBS = chain_query(
 GET_BLOBS_FOR = chain_query(
     """SELECT ?1, ?2, json_extract(value, '$[0]'), CAST(json_extract(value, '$[1]') AS TEXT) FROM json_each(?3)"""
 )
+
+# Filter keys become part of a JSON path in SQL: only these characters (CVE-2025-67644).
+_FILTER_KEY = re.compile(r"^[a-zA-Z0-9_.-]+$")
+
+
+def metadata_filter(filter: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``json_extract`` predicates for ``list(filter=...)``, as upstream
+    SqliteSaver builds them; keys are validated, values always bound."""
+    out = []
+    for key, value in filter.items():
+        if not isinstance(key, str) or not _FILTER_KEY.match(key):
+            raise ConfigError(
+                f"Invalid filter key: {key!r}. Filter keys must contain only alphanumeric characters, "
+                "underscores, dots, and hyphens."
+            )
+        column = f"json_extract(metadata, '$.{key}')"
+        if value is None:
+            out.append((f"{column} IS ?", None))
+        elif isinstance(value, bool):
+            out.append((f"{column} = ?", int(value)))
+        elif isinstance(value, (str, int, float)):
+            out.append((f"{column} = ?", value))
+        elif isinstance(value, (dict, list)):
+            # json_extract returns nested JSON minified.
+            out.append((f"{column} = ?", json.dumps(value, separators=(",", ":"))))
+        else:
+            out.append((f"{column} = ?", str(value)))
+    return out
+
 
 # -- listing (a page of checkpoints selected by a WHERE clause built in _base) ----
 

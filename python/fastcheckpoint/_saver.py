@@ -1,0 +1,534 @@
+"""The one saver implementation behind every SQL backend (SQLite and Postgres,
+sync and async).
+
+Each operation is written once, as a generator that yields its I/O and gets
+the results back ("sans-I/O"): ``Read([(sql, params), ...])`` asks for the rows
+of several queries from one consistent snapshot, ``Write([(sql, params,
+require_row), ...])`` for one transaction (the row counts come back; a store
+error is thrown into the generator), ``Page([...])`` hands a page of listed
+checkpoints out. A backend supplies the store that runs them and its SQL
+dialect (``sql``: a module of statements with the same names on every
+backend, written with SQLite's ``?``/``?N`` placeholders); sync savers drive
+the generators with ``_run`` / ``_iter``, async ones with their own ``await``
+driver over the same generators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from types import ModuleType
+from typing import Any, Protocol, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+    SerializerProtocol,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from fastcheckpoint._native import DeltaWriter
+from fastcheckpoint._storage import (
+    Stored,
+    checkpoint_ns_of,
+    encode_channels,
+    load_channel,
+    needed_ancestors,
+    thread_id_of,
+)
+from fastcheckpoint.errors import MissingRowError
+from fastcheckpoint.serde import RustSerializer
+
+# Checkpoints fetched per round trip when listing.
+LIST_PAGE = 64
+
+Stmt = tuple[str, Sequence[Any], bool]
+T = TypeVar("T")
+
+
+class Read(list):  # type: ignore[type-arg]
+    """Queries answered from one snapshot: ``[(sql, params), ...]`` -> list of row lists."""
+
+
+class Write(list):  # type: ignore[type-arg]
+    """Statements run in one transaction: ``[(sql, params, require_row), ...]`` -> row counts."""
+
+
+class Page(list):  # type: ignore[type-arg]
+    """Checkpoint tuples an operation hands out (listing)."""
+
+
+Op = Generator[Any, Any, T]
+
+
+class Store(Protocol):
+    def read(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]: ...
+    def write(self, statements: Sequence[Stmt]) -> list[int]: ...
+
+
+def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> str:
+    # As upstream: JSON, unencodable code points dropped.
+    text = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
+    return text.encode("utf-8", "ignore").decode("utf-8")
+
+
+def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
+
+
+def _json_text(value: Any) -> Any:
+    """A JSON column as the backend returned it (text, or already parsed)."""
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+class StoreSaver(BaseCheckpointSaver[str]):
+    """Shared logic; a backend sets ``sql`` and provides ``_ready()`` (its store)."""
+
+    serde: SerializerProtocol = RustSerializer()
+    sql: ModuleType
+    _has_task_path: bool = True
+
+    def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(serde=serde)
+        self.jsonplus_serde = JsonPlusSerializer()
+        self._writer = DeltaWriter()
+
+    def _ready(self) -> Store:
+        raise NotImplementedError("a backend provides its store")
+
+    # -- drivers ---------------------------------------------------------------------
+
+    def _iter(self, op: Op[T], store: Store | None = None) -> Generator[Page, None, T]:
+        """Runs ``op`` on the store, yielding its pages; returns its result."""
+        store = store or self._ready()
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                request = op.throw(error) if error is not None else op.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            if isinstance(request, Page):
+                yield request
+                continue
+            try:
+                result = store.read(request) if isinstance(request, Read) else store.write(request)
+            except Exception as e:
+                error = e
+
+    def _run(self, op: Op[T], store: Store | None = None) -> T:
+        steps = self._iter(op, store)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as stop:
+                return stop.value
+
+    # -- reading -------------------------------------------------------------------
+
+    def _tuple(
+        self,
+        row: Sequence[Any],
+        blobs: Mapping[tuple[Any, ...], Stored],
+        writes: Sequence[Sequence[Any]],
+        cache: dict[tuple[Any, ...], Any],
+        config: RunnableConfig | None = None,
+    ) -> CheckpointTuple:
+        thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row[:7]
+        serde = self.serde
+        checkpoint: Checkpoint = serde.loads_typed((type_, bytes(data)))
+        values: dict[str, Any] = {}
+        for ch, ver in checkpoint["channel_versions"].items():
+            key = (thread_id, ns, ch, str(ver))
+            typed = blobs.get(key)
+            if typed is None or typed[0] == "empty":
+                continue
+            values[ch] = load_channel(
+                serde,
+                key,
+                blobs.get,
+                cache,
+                lambda ch=ch: f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r} channel {ch!r}",
+            )
+        pending: list[PendingWrite] = [
+            (w[0], w[1], serde.loads_typed((w[2], bytes(w[3]))))
+            for w in sorted(writes, key=lambda w: writes_sort_key(w[4], w[0], w[5]))
+        ]
+        return CheckpointTuple(
+            config=config or _config(thread_id, ns, checkpoint_id),
+            checkpoint={**checkpoint, "channel_values": values},
+            metadata=_json_text(metadata) if metadata else {},
+            parent_config=_config(thread_id, ns, parent_id) if parent_id else None,
+            pending_writes=pending,
+        )
+
+    @staticmethod
+    def _blobs(rows: Sequence[Sequence[Any]]) -> dict[tuple[Any, ...], Stored]:
+        return {tuple(b[:4]): (b[4], bytes(b[5]), b[6]) for b in rows}
+
+    def _get_tuple_op(self, config: RunnableConfig) -> Op[CheckpointTuple | None]:
+        sql = self.sql
+        thread_id = thread_id_of(config)
+        ns = checkpoint_ns_of(config)
+        checkpoint_id = get_checkpoint_id(config)
+        params = (thread_id, ns, checkpoint_id)
+        rows, blob_rows, write_rows = yield Read(
+            [(sql.GET_CHECKPOINT, params), (sql.GET_BLOBS, params), (sql.GET_WRITES, params)]
+        )
+        if not rows:
+            return None
+        writes = [w[1:] for w in write_rows]
+        return self._tuple(
+            (thread_id, ns, *rows[0]), self._blobs(blob_rows), writes, {}, config if checkpoint_id else None
+        )
+
+    def _where(
+        self, config: RunnableConfig | None, filter: dict[str, Any] | None, before: RunnableConfig | None
+    ) -> tuple[list[str], list[Any]]:
+        wheres = ["hidden = 0"]
+        params: list[Any] = []
+        if config is not None:
+            wheres.append("thread_id = ?")
+            params.append(thread_id_of(config))
+            if (ns := config["configurable"].get("checkpoint_ns")) is not None:
+                wheres.append("checkpoint_ns = ?")
+                params.append(ns)
+            if checkpoint_id := get_checkpoint_id(config):
+                wheres.append("checkpoint_id = ?")
+                params.append(checkpoint_id)
+        for predicate, param in self.sql.metadata_filter(filter or {}):
+            wheres.append(predicate)
+            params.append(param)
+        if before is not None:
+            wheres.append("checkpoint_id < ?")
+            params.append(get_checkpoint_id(before))
+        return wheres, params
+
+    def _list_op(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> Op[None]:
+        """Newest first, a page per round trip (each page one consistent read).
+
+        Versions decoded for one checkpoint are reused for the others: list
+        elements unchanged between checkpoints are decoded once and the
+        returned checkpoints share those objects (as a graph's own channel
+        values share them from one step to the next)."""
+        wheres, params = self._where(config, filter, before)
+        cache: dict[tuple[Any, ...], Any] = {}
+        remaining = limit
+        after: tuple[str, str, str] | None = None
+        while remaining is None or remaining > 0:
+            n = LIST_PAGE if remaining is None else min(LIST_PAGE, remaining)
+            page_wheres, page_params = list(wheres), list(params)
+            if after is not None:
+                page_wheres.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
+                page_params.extend(after)
+            args = (*page_params, n)
+            page, blobs_q, writes_q = self.sql.list_queries("WHERE " + " AND ".join(page_wheres))
+            rows, blob_rows, write_rows = yield Read([(page, args), (blobs_q, args), (writes_q, args)])
+            blobs = self._blobs(blob_rows)
+            writes: dict[tuple[str, str, str], list[Sequence[Any]]] = {}
+            for w in write_rows:
+                writes.setdefault(tuple(w[:3]), []).append(w[3:])
+            yield Page([self._tuple(r, blobs, writes.get(tuple(r[:3]), []), cache) for r in rows])
+            if len(rows) < n:
+                return
+            last = rows[-1]
+            after = (last[2], last[0], last[1])
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def _history_op(self, config: RunnableConfig, channels: Sequence[str]) -> Op[Mapping[str, DeltaChannelHistory]]:
+        """Walks the target's parent chain in one query, then fetches the
+        chain's writes and the seeds in a second."""
+        if not channels:
+            return {}
+        sql = self.sql
+        channels = list(channels)
+        thread_id = thread_id_of(config)
+        ns = checkpoint_ns_of(config)
+        ancestors, blob_types = yield Read(
+            [
+                (sql.ANCESTORS, (thread_id, ns, get_checkpoint_id(config))),
+                (sql.BLOB_TYPES, (thread_id, ns, json.dumps(channels))),
+            ]
+        )
+        stored = {(ch, ver) for ch, ver, t in blob_types if t != "empty"}
+        chain: dict[str, list[str]] = {ch: [] for ch in channels}  # nearest first
+        seeds: dict[str, str] = {}  # channel -> version of its seed
+        remaining = set(channels)
+        for cid, channels_json in ancestors:
+            if not remaining:
+                break
+            versions = _json_text(channels_json)
+            for ch in list(remaining):
+                chain[ch].append(cid)
+                ver = versions.get(ch)
+                if ver is not None and (ch, str(ver)) in stored:
+                    seeds[ch] = str(ver)
+                    remaining.discard(ch)
+        cids = sorted({cid for lst in chain.values() for cid in lst})
+        write_rows, seed_rows = yield Read(
+            [
+                (sql.WRITES_FOR, (thread_id, ns, json.dumps(cids), json.dumps(channels))),
+                (sql.GET_BLOBS_FOR, (thread_id, ns, json.dumps([[ch, v] for ch, v in seeds.items()]))),
+            ]
+        )
+        by_cid: dict[str, list[Sequence[Any]]] = {}
+        for w in write_rows:
+            by_cid.setdefault(w[0], []).append(w[1:])
+        for lst in by_cid.values():
+            lst.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
+        blobs = self._blobs(seed_rows)
+        result: dict[str, DeltaChannelHistory] = {}
+        for ch in channels:
+            writes: list[PendingWrite] = [
+                (w[0], w[1], self.serde.loads_typed((w[2], bytes(w[3]))))
+                for cid in reversed(chain[ch])
+                for w in by_cid.get(cid, ())
+                if w[1] == ch
+            ]
+            h: DeltaChannelHistory = {"writes": writes}
+            if ch in seeds:
+                h["seed"] = load_channel(
+                    self.serde,
+                    (thread_id, ns, ch, seeds[ch]),
+                    blobs.get,
+                    {},
+                    lambda ch=ch: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {ch!r} version {seeds[ch]}",
+                )
+            result[ch] = h
+        return result
+
+    # -- writing ---------------------------------------------------------------------
+
+    def _put_op(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> Op[RunnableConfig]:
+        thread_id = thread_id_of(config)
+        ns = checkpoint_ns_of(config)
+        c = checkpoint.copy()
+        values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
+        row = (
+            thread_id,
+            ns,
+            checkpoint["id"],
+            config["configurable"].get("checkpoint_id"),
+            *self.serde.dumps_typed(c),
+            metadata_json(config, metadata),
+            json.dumps(c["channel_versions"]),
+        )
+        yield from self._put_rows_op(row, values, new_versions)
+        return _config(thread_id, ns, checkpoint["id"])
+
+    def _put_rows_op(
+        self,
+        row: tuple[Any, ...],
+        values: Mapping[str, Any],
+        new_versions: ChannelVersions,
+        extra: Sequence[Stmt] = (),
+    ) -> Op[None]:
+        """One transaction: the checkpoint row, its changed channels' blobs (and
+        ``extra`` statements)."""
+        sql = self.sql
+        serde = self.serde
+        thread_id, ns = row[0], row[1]
+        for attempt in range(2):
+            batch: list[Stmt] = [(sql.INSERT_CHECKPOINT, row, False), *extra]
+            blob_at: list[int] = []
+            for ch, ver, type_, data, base in encode_channels(serde, self._writer, thread_id, ns, values, new_versions):
+                if base is not None and sql.BASE_EXISTS:
+                    batch.append((sql.BASE_EXISTS, (thread_id, ns, ch, base), True))
+                blob_at.append(len(batch))
+                batch.append((sql.INSERT_BLOB, (thread_id, ns, ch, str(ver), type_, data, base), False))
+            try:
+                counts = yield Write(batch)
+            except MissingRowError:
+                # A delta's base was removed by another saver or process since
+                # we wrote it: start this thread's lists over from keyframes.
+                self._writer.forget(thread_id)
+                if attempt:
+                    raise
+                continue
+            except BaseException:
+                # Nothing was stored: what the writer remembers is not stored.
+                self._writer.forget(thread_id)
+                raise
+            if any(counts[i] == 0 for i in blob_at):
+                # A (channel, version) was already stored (a repeated put): the
+                # stored row, not ours, is the base future deltas must use.
+                self._writer.forget(thread_id)
+            return
+
+    def _put_writes_op(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
+    ) -> Op[None]:
+        sql = self.sql
+        thread_id = thread_id_of(config)
+        ns = checkpoint_ns_of(config)
+        checkpoint_id = str(config["configurable"]["checkpoint_id"])
+        query = sql.UPSERT_WRITE if all(w[0] in WRITES_IDX_MAP for w in writes) else sql.INSERT_WRITE
+        serde = self.serde
+        key = (thread_id, ns, checkpoint_id, task_id, task_path)
+        batch = [
+            (query, (*key, WRITES_IDX_MAP.get(ch, idx), ch, *serde.dumps_typed(value)), False)
+            for idx, (ch, value) in enumerate(writes)
+        ]
+        if batch:
+            yield Write(batch)
+
+    # -- deleting, copying, pruning -------------------------------------------------------
+
+    def _delete_thread_op(self, thread_id: str) -> Op[None]:
+        yield Write([(q, (str(thread_id),), False) for q in self.sql.DELETE_THREAD])
+        self._writer.forget(str(thread_id))
+
+    def _remove_op(self, thread_id: str, doomed_in: Any) -> Op[None]:
+        """Removes the checkpoints ``doomed_in(ns, visible_rows)`` names from sight.
+
+        Those a surviving checkpoint's DeltaChannel history still walks through
+        are hidden instead of deleted; blobs nothing needs any more are freed.
+        A concurrent put can make the freeing fail (it stored a delta on a blob
+        about to go): the whole removal is then worked out again.
+        """
+        sql = self.sql
+        for attempt in range(3):
+            rows, blob_rows = yield Read(
+                [(sql.THREAD_CHECKPOINTS, (thread_id,)), (sql.THREAD_BLOB_TYPES, (thread_id,))]
+            )
+            stored = {(ns, ch, ver) for ns, ch, ver, t in blob_rows if t != "empty"}
+            by_ns: dict[str, dict[str, tuple[Any, ...]]] = {}
+            for r in rows:
+                by_ns.setdefault(r[0], {})[r[1]] = r
+            batch: list[Stmt] = []
+            for ns, entries in by_ns.items():
+                visible = {cid: r for cid, r in entries.items() if not r[4]}
+                doomed = set(doomed_in(ns, visible))
+                if not doomed:
+                    continue
+                survivors = [cid for cid in visible if cid not in doomed]
+
+                def entry(cid: str, entries: Mapping[str, tuple[Any, ...]] = entries) -> Any:
+                    r = entries.get(cid)
+                    return None if r is None else (_json_text(r[3]), r[2])
+
+                needed = needed_ancestors(
+                    survivors, entry, lambda ch, ver, ns=ns, stored=stored: (ns, ch, str(ver)) in stored
+                )
+                for cid, r in entries.items():
+                    if cid in needed:
+                        if not r[4]:
+                            batch.append((sql.HIDE_CHECKPOINT, (thread_id, ns, cid), False))
+                    elif cid in doomed or r[4]:
+                        batch.extend((q, (thread_id, ns, cid), False) for q in sql.DELETE_CHECKPOINT)
+            if not batch:
+                return
+            batch.append((sql.GC_BLOBS, (thread_id,), False))
+            try:
+                yield Write(batch)
+            except MissingRowError:
+                if attempt == 2:
+                    raise
+                continue
+            self._writer.forget(thread_id)
+            return
+
+    def _delete_for_runs_op(self, run_ids: Sequence[str]) -> Op[None]:
+        wanted = {str(r) for r in run_ids}
+        if not wanted:
+            return
+        (threads,) = yield Read([(self.sql.THREADS_WITH_RUNS, (json.dumps(sorted(wanted)),))])
+        for (thread_id,) in threads:
+            yield from self._remove_op(
+                thread_id,
+                lambda ns, visible: [cid for cid, r in visible.items() if _json_text(r[5]).get("run_id") in wanted],
+            )
+
+    def _prune_op(self, thread_ids: Sequence[str], strategy: str) -> Op[None]:
+        if isinstance(thread_ids, str):
+            raise TypeError("thread_ids must be a sequence of thread IDs, not a str")
+        if strategy not in ("keep_latest", "delete"):
+            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        for thread_id in thread_ids:
+            if strategy == "delete":
+                yield from self._delete_thread_op(str(thread_id))
+            else:
+                yield from self._remove_op(str(thread_id), lambda ns, visible: sorted(visible)[:-1])
+
+    def _copy_thread_op(self, source_thread_id: str, target_thread_id: str) -> Op[None]:
+        yield Write([(q, (str(source_thread_id), str(target_thread_id)), False) for q in self.sql.COPY_THREAD])
+        self._writer.forget(str(target_thread_id))
+
+    # -- the sync API ------------------------------------------------------------------
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._run(self._get_tuple_op(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        for page in self._iter(self._list_op(config, filter, before, limit)):
+            yield from page
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._run(self._history_op(config, channels))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._run(self._put_op(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._run(self._put_writes_op(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run(self._delete_thread_op(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Deletes every checkpoint (and its writes) whose metadata names one of ``run_ids``."""
+        self._run(self._delete_for_runs_op(run_ids))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """``keep_latest``: only the newest checkpoint per namespace stays visible
+        (DeltaChannel history it needs is kept hidden); ``delete``: the threads are deleted."""
+        self._run(self._prune_op(thread_ids, strategy))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copies every checkpoint, write and blob (hidden ancestors included)."""
+        self._run(self._copy_thread_op(source_thread_id, target_thread_id))
