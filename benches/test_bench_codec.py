@@ -8,10 +8,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-from fastcheckpoint.serde import RustSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from benches._timing import table, timeit
+from fastcheckpoint.serde import RustSerializer
 from tests.corpus import corpus
 from tests.graphs import react_turn_messages
 

@@ -5,11 +5,11 @@ Run: make bench
 
 from __future__ import annotations
 
-from fastcheckpoint.memory import InMemorySaver
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamSaver
 
 from benches._timing import table, timeit
+from fastcheckpoint.memory import InMemorySaver
 from tests.graphs import react_turn_messages
 
 

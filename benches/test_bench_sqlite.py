@@ -12,8 +12,6 @@ import statistics
 import time
 from pathlib import Path
 
-from fastcheckpoint.sqlite import SqliteSaver
-from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
@@ -22,6 +20,8 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSql
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from benches._timing import fmt, table, timeit
+from fastcheckpoint.sqlite import SqliteSaver
+from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from tests.graphs import react_turn_messages
 
 PLOT = Path(__file__).resolve().parent.parent / "docs" / "put_latency.png"

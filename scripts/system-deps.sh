@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# System libraries the build links: the SQLite development files (rusqlite links
-# the system libsqlite3, the same copy Python's sqlite3 module loads).
+# System packages: the SQLite development files (rusqlite links the system
+# libsqlite3, the same copy Python's sqlite3 module loads) and the PostgreSQL
+# server the tests and benchmarks start (tests/pgserver.py).
 set -euo pipefail
-if [ -f /usr/include/sqlite3.h ] && compgen -G "/usr/lib/*/libsqlite3.so" >/dev/null; then
-  exit 0
+missing=()
+if ! { [ -f /usr/include/sqlite3.h ] && compgen -G "/usr/lib/*/libsqlite3.so" >/dev/null; }; then
+  missing+=(libsqlite3-dev)
 fi
-echo "installing libsqlite3-dev (needed to link against the system SQLite)" >&2
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  missing+=(postgresql)
+fi
+[ "${#missing[@]}" -eq 0 ] && exit 0
+echo "installing ${missing[*]}" >&2
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libsqlite3-dev >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,6 +1,7 @@
 import pytest
-from fastcheckpoint.serde import RustSerializer
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from fastcheckpoint.serde import RustSerializer
 
 
 @pytest.fixture
@@ -11,3 +12,22 @@ def upstream() -> JsonPlusSerializer:
 @pytest.fixture
 def ours() -> RustSerializer:
     return RustSerializer(allowed_msgpack_modules=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL server for the whole run (never skipped: a
+    missing server fails the tests that need it)."""
+    from tests.pgserver import cluster
+
+    with cluster() as uri:
+        yield uri
+
+
+@pytest.fixture
+def pg_uri(pg_server):
+    """A fresh empty database on the test server."""
+    from tests.pgserver import database
+
+    with database(pg_server) as uri:
+        yield uri

@@ -15,10 +15,11 @@ import threading
 import time
 from typing import Annotated
 
-from fastcheckpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
+
+from fastcheckpoint.sqlite import SqliteSaver
 
 _print_lock = threading.Lock()
 

@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from fastcheckpoint.errors import CheckpointError, SerializationError
-from fastcheckpoint.serde import RustSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer, _msgpack_enc
 
+from fastcheckpoint.errors import CheckpointError, SerializationError
+from fastcheckpoint.serde import RustSerializer
 from tests.corpus import corpus
 
 

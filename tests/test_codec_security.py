@@ -7,12 +7,12 @@ import random
 
 import ormsgpack
 import pytest
-from fastcheckpoint.errors import CheckpointError, DeserializationError, DisallowedTypeError
-from fastcheckpoint.serde import RustSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
+from fastcheckpoint.errors import CheckpointError, DeserializationError, DisallowedTypeError
+from fastcheckpoint.serde import RustSerializer
 from tests.corpus import Profile, corpus
 
 

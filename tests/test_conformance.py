@@ -6,12 +6,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from langgraph.checkpoint.conformance import checkpointer_test, validate
+from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.checkpoint.conformance import checkpointer_test, validate
-from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 
 
 @checkpointer_test(name="fastcheckpoint.InMemorySaver")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from fastcheckpoint.memory import InMemorySaver
-from fastcheckpoint.serde import RustSerializer
-from fastcheckpoint.sqlite import SqliteSaver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
 
+from fastcheckpoint.memory import InMemorySaver
+from fastcheckpoint.serde import RustSerializer
+from fastcheckpoint.sqlite import SqliteSaver
 from tests import graphs
 
 

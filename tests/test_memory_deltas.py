@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from fastcheckpoint._native import ENVELOPE_TYPE, delta_base
-from fastcheckpoint.errors import ConfigError, CorruptDataError
-from fastcheckpoint.memory import InMemorySaver
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
+from fastcheckpoint._native import ENVELOPE_TYPE, delta_base
+from fastcheckpoint.errors import ConfigError, CorruptDataError
+from fastcheckpoint.memory import InMemorySaver
 from tests.graphs import react_turn_messages
 
 

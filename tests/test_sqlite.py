@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
-from fastcheckpoint._native import sqlite_library
-from fastcheckpoint.errors import ConfigError, CorruptDataError
-from fastcheckpoint.sqlite import SqliteSaver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqliteSaver
 from langgraph.types import Command
 
+from fastcheckpoint._native import sqlite_library
+from fastcheckpoint.errors import ConfigError, CorruptDataError
+from fastcheckpoint.sqlite import SqliteSaver
 from tests import graphs
 from tests.sqlite_worker import expected_steps
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from fastcheckpoint.sqlite import SqliteSaver
-from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from langchain_core.messages import HumanMessage
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
 
+from fastcheckpoint.sqlite import SqliteSaver
+from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from tests import graphs
 
 

@@ -15,8 +15,10 @@ driver over the same generators.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Generator, Iterator, Mapping, Sequence
+import random
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
@@ -32,7 +34,6 @@ from langgraph.checkpoint.base import (
     PendingWrite,
     SerializerProtocol,
     get_checkpoint_id,
-    get_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -76,9 +77,49 @@ class Store(Protocol):
     def write(self, statements: Sequence[Stmt]) -> list[int]: ...
 
 
-def metadata_json(config: RunnableConfig, metadata: CheckpointMetadata) -> str:
+class AsyncStore(Protocol):
+    def read(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> Awaitable[list[list[tuple[Any, ...]]]]: ...
+    def write(self, statements: Sequence[Stmt]) -> Awaitable[list[int]]: ...
+
+
+async def aiter_op(op: Op[Any], store: AsyncStore) -> AsyncIterator[Page]:
+    """``StoreSaver._iter`` for an async store: runs ``op``, yielding its pages."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            request = op.throw(error) if error is not None else op.send(result)
+        except StopIteration:
+            return
+        result, error = None, None
+        if isinstance(request, Page):
+            yield request
+            continue
+        try:
+            result = await (store.read(request) if isinstance(request, Read) else store.write(request))
+        except Exception as e:
+            error = e
+
+
+async def arun_op(op: Op[T], store: AsyncStore) -> T:
+    """``StoreSaver._run`` for an async store."""
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            request = op.throw(error) if error is not None else op.send(result)
+        except StopIteration as stop:
+            return stop.value
+        result, error = None, None
+        try:
+            result = await (store.read(request) if isinstance(request, Read) else store.write(request))
+        except Exception as e:
+            error = e
+
+
+def metadata_json(sql: ModuleType, config: RunnableConfig, metadata: CheckpointMetadata) -> str:
     # As upstream: JSON, unencodable code points dropped.
-    text = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
+    text = json.dumps(sql.checkpoint_metadata(config, metadata), ensure_ascii=False)
     return text.encode("utf-8", "ignore").decode("utf-8")
 
 
@@ -334,7 +375,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             checkpoint["id"],
             config["configurable"].get("checkpoint_id"),
             *self.serde.dumps_typed(c),
-            metadata_json(config, metadata),
+            metadata_json(self.sql, config, metadata),
             json.dumps(c["channel_versions"]),
         )
         yield from self._put_rows_op(row, values, new_versions)
@@ -532,3 +573,74 @@ class StoreSaver(BaseCheckpointSaver[str]):
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Copies every checkpoint, write and blob (hidden ancestors included)."""
         self._run(self._copy_thread_op(source_thread_id, target_thread_id))
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        # As upstream's SQL savers: "<counter:032>.<random:016>".
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(current.split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+    # -- async twins: the same work on a worker thread (stores release the GIL) ----------
+
+    async def _aready(self) -> Any:
+        return await asyncio.to_thread(self._ready)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        await self._aready()
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        await self._aready()
+        pages = self._iter(self._list_op(config, filter, before, limit))
+        while (page := await asyncio.to_thread(next, pages, None)) is not None:
+            for item in page:
+                yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        await self._aready()
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        await self._aready()
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._aready()
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._aready()
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._aready()
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._aready()
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        await self._aready()
+        return await asyncio.to_thread(self.get_delta_channel_history, config=config, channels=channels)

@@ -51,6 +51,11 @@ class DiskFullError(StorageError, OSError):
     """The disk (or the database's size limit) is full; nothing of the call was stored."""
 
 
+class ConnectionLostError(StorageError, ConnectionError):
+    """The connection to the database server is gone (server restart, pooler
+    timeout); the call was not completed. Pools reconnect by themselves."""
+
+
 class MissingRowError(StorageError):
     """A row a write depends on vanished (removed concurrently); the write was rolled back."""
 
@@ -58,6 +63,7 @@ class MissingRowError(StorageError):
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "ConnectionLostError",
     "CorruptDataError",
     "DatabaseLockedError",
     "DeserializationError",

@@ -10,21 +10,10 @@ run the sync ones on worker threads (the store releases the GIL).
 
 from __future__ import annotations
 
-import asyncio
-import random
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    DeltaChannelHistory,
-    SerializerProtocol,
-)
+from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._native import SqliteStore
 from fastcheckpoint._saver import StoreSaver
@@ -84,74 +73,6 @@ class SqliteSaverBase(StoreSaver):
         """Closes the saver's own connection (the one passed in stays the caller's)."""
         if self._store is not None:
             self._store.close()
-
-    # -- async twins: the same work on a worker thread (the store releases the GIL) ----------
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        await self._aready()
-        return await asyncio.to_thread(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        await self._aready()
-        pages = self._iter(self._list_op(config, filter, before, limit))
-        while (page := await asyncio.to_thread(next, pages, None)) is not None:
-            for item in page:
-                yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        await self._aready()
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
-    ) -> None:
-        await self._aready()
-        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._aready()
-        await asyncio.to_thread(self.delete_thread, thread_id)
-
-    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._aready()
-        await asyncio.to_thread(self.delete_for_runs, run_ids)
-
-    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._aready()
-        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
-
-    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._aready()
-        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, DeltaChannelHistory]:
-        await self._aready()
-        return await asyncio.to_thread(self.get_delta_channel_history, config=config, channels=channels)
-
-    def get_next_version(self, current: str | None, channel: None) -> str:
-        # As upstream SqliteSaver: "<counter:032>.<random:016>".
-        if current is None:
-            current_v = 0
-        elif isinstance(current, int):
-            current_v = current
-        else:
-            current_v = int(current.split(".")[0])
-        return f"{current_v + 1:032}.{random.random():016}"
 
 
 def migrate_schema(store: SqliteStore) -> None:

@@ -20,7 +20,11 @@ import json
 import re
 from typing import Any
 
+from langgraph.checkpoint.base import get_checkpoint_metadata as checkpoint_metadata
+
 from fastcheckpoint.errors import ConfigError
+
+__all__ = ["checkpoint_metadata"]  # metadata as upstream SqliteSaver stores it
 
 # Each entry moves the schema from version i to i + 1. Never edit a released
 # entry: append a new one.

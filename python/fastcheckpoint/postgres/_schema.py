@@ -1,0 +1,223 @@
+"""Our PostgreSQL tables, their versioned migrations, and every query the savers
+run: the same statement names as ``fastcheckpoint.sqlite._schema`` (the shared
+saver picks them by name), written with the same ``?``/``?N`` placeholders
+(``_store`` rewrites them for psycopg).
+
+Tables are prefixed ``fc_`` so they can live beside upstream's ``checkpoints``
+/ ``checkpoint_blobs`` / ``checkpoint_writes`` (which ``_legacy`` takes over).
+Keys are ``COLLATE "C"``: checkpoint ids and versions order bytewise whatever
+the database's locale. JSON columns are ``jsonb`` and are read back as text so
+rows look the same on both backends.
+
+A delta names its base with a foreign key to the base row, so the server
+itself refuses a delta whose base is gone (another worker pruned it) and a
+removal of a base some delta still needs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from langgraph.checkpoint.base import get_serializable_checkpoint_metadata as checkpoint_metadata
+
+__all__ = ["checkpoint_metadata"]  # metadata as upstream PostgresSaver stores it (without "writes")
+
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS fc_checkpoints (
+            thread_id TEXT COLLATE "C" NOT NULL,
+            checkpoint_ns TEXT COLLATE "C" NOT NULL DEFAULT '',
+            checkpoint_id TEXT COLLATE "C" NOT NULL,
+            parent_checkpoint_id TEXT COLLATE "C",
+            type TEXT NOT NULL,
+            checkpoint BYTEA NOT NULL,
+            metadata JSONB NOT NULL,
+            channels JSONB NOT NULL,
+            hidden SMALLINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+        )""",
+        """CREATE TABLE IF NOT EXISTS fc_blobs (
+            thread_id TEXT COLLATE "C" NOT NULL,
+            checkpoint_ns TEXT COLLATE "C" NOT NULL DEFAULT '',
+            channel TEXT COLLATE "C" NOT NULL,
+            version TEXT COLLATE "C" NOT NULL,
+            type TEXT NOT NULL,
+            blob BYTEA,
+            base TEXT COLLATE "C",
+            PRIMARY KEY (thread_id, checkpoint_ns, channel, version),
+            FOREIGN KEY (thread_id, checkpoint_ns, channel, base)
+                REFERENCES fc_blobs (thread_id, checkpoint_ns, channel, version)
+        )""",
+        "CREATE INDEX IF NOT EXISTS fc_blobs_base ON fc_blobs (thread_id, checkpoint_ns, channel, base)",
+        """CREATE TABLE IF NOT EXISTS fc_writes (
+            thread_id TEXT COLLATE "C" NOT NULL,
+            checkpoint_ns TEXT COLLATE "C" NOT NULL DEFAULT '',
+            checkpoint_id TEXT COLLATE "C" NOT NULL,
+            task_id TEXT COLLATE "C" NOT NULL,
+            task_path TEXT COLLATE "C" NOT NULL DEFAULT '',
+            idx INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            type TEXT,
+            value BYTEA,
+            PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+        )""",
+        "CREATE INDEX IF NOT EXISTS fc_checkpoints_run_id ON fc_checkpoints ((metadata->>'run_id'))",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS fc_schema (version INTEGER NOT NULL)"
+GET_VERSION = "SELECT max(version) FROM fc_schema"
+SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
+# Held while migrating so that workers starting together migrate once.
+MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7206474756217630033)"
+
+# -- writing -------------------------------------------------------------------
+
+INSERT_CHECKPOINT = """INSERT INTO fc_checkpoints
+    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels, hidden)
+    VALUES (?, ?, ?, ?, ?, ?, ?::text::jsonb, ?::text::jsonb, 0)
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
+        parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, type = EXCLUDED.type,
+        checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, channels = EXCLUDED.channels, hidden = 0"""
+# A (channel, version) names one value: an existing row is kept, never replaced.
+INSERT_BLOB = """INSERT INTO fc_blobs (thread_id, checkpoint_ns, channel, version, type, blob, base)
+    VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+# The foreign key checks a delta's base inside the put's transaction.
+BASE_EXISTS = None
+_WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
+UPSERT_WRITE = f"""INSERT INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+        task_path = EXCLUDED.task_path, channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value"""
+INSERT_WRITE = f"INSERT INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+
+# -- reading one checkpoint (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) -----
+
+_TARGET = """coalesce(?3::text, (SELECT max(checkpoint_id) FROM fc_checkpoints
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0))"""
+GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata::text FROM fc_checkpoints
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
+GET_WRITES = f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET}"""
+
+BLOB_COLUMNS = "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
+
+
+def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS) -> str:
+    """Blob rows of the ``wanted`` (thread, ns, channel, version) tuples plus
+    every delta base they need, in one query."""
+    return f"""WITH RECURSIVE {ctes}need(thread_id, checkpoint_ns, channel, version) AS (
+        {wanted}
+        UNION
+        SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
+            ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
+            AND b.channel = n.channel AND b.version = n.version
+        WHERE b.base IS NOT NULL
+    )
+    SELECT {columns} FROM need n JOIN fc_blobs b
+        ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
+        AND b.channel = n.channel AND b.version = n.version"""
+
+
+GET_BLOBS = chain_query(
+    f"""SELECT c.thread_id, c.checkpoint_ns, j.key COLLATE "C", j.value COLLATE "C"
+        FROM fc_checkpoints c, jsonb_each_text(c.channels) j
+        WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = {_TARGET} AND c.hidden = 0"""
+)
+# ?1 thread, ?2 namespace, ?3 JSON array of [channel, version] pairs.
+GET_BLOBS_FOR = chain_query(
+    """SELECT ?1::text COLLATE "C", ?2::text COLLATE "C", p->>0 COLLATE "C", p->>1 COLLATE "C"
+        FROM jsonb_array_elements(?3::text::jsonb) p"""
+)
+
+
+def metadata_filter(filter: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``list(filter=...)`` as upstream PostgresSaver does it: JSON containment,
+    the whole filter one bound value (keys never reach the SQL text)."""
+    return [("metadata @> ?::text::jsonb", json.dumps(filter))] if filter else []
+
+
+# -- listing (a page of checkpoints selected by a WHERE clause built in _saver) ----
+
+
+def list_queries(where: str) -> tuple[str, str, str]:
+    """Checkpoints, their blob chains and their writes for one page."""
+    page = f"""SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint,
+        metadata::text, channels FROM fc_checkpoints {where}
+        ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"""
+    blobs = chain_query(
+        """SELECT p.thread_id, p.checkpoint_ns, j.key COLLATE "C", j.value COLLATE "C"
+            FROM page p, jsonb_each_text(p.channels) j""",
+        ctes=f"page AS ({page}), ",
+    )
+    writes = f"""WITH page AS ({page})
+        SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.type, w.value, w.task_path, w.idx
+        FROM fc_writes w JOIN page p ON w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+            AND w.checkpoint_id = p.checkpoint_id"""
+    return page, blobs, writes
+
+
+# -- DeltaChannel history ---------------------------------------------------------
+
+ANCESTORS = f"""WITH RECURSIVE anc(depth, cid) AS (
+        SELECT 1, parent_checkpoint_id FROM fc_checkpoints
+        WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0
+        UNION ALL
+        SELECT a.depth + 1, c.parent_checkpoint_id FROM anc a JOIN fc_checkpoints c
+            ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+        WHERE a.depth < 1000000
+    )
+    SELECT c.checkpoint_id, c.channels::text FROM anc a JOIN fc_checkpoints c
+        ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+    ORDER BY a.depth"""
+BLOB_TYPES = """SELECT channel, version, type FROM fc_blobs
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel IN (SELECT jsonb_array_elements_text(?3::text::jsonb))"""
+WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2
+    AND checkpoint_id IN (SELECT jsonb_array_elements_text(?3::text::jsonb))
+    AND channel IN (SELECT jsonb_array_elements_text(?4::text::jsonb))"""
+
+# -- deleting, hiding, copying ----------------------------------------------------------
+
+THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels::text, hidden,
+    metadata::text FROM fc_checkpoints WHERE thread_id = ?"""
+THREAD_BLOB_TYPES = "SELECT checkpoint_ns, channel, version, type FROM fc_blobs WHERE thread_id = ?"
+DELETE_THREAD = [
+    "DELETE FROM fc_checkpoints WHERE thread_id = ?",
+    "DELETE FROM fc_blobs WHERE thread_id = ?",
+    "DELETE FROM fc_writes WHERE thread_id = ?",
+]
+HIDE_CHECKPOINT = "UPDATE fc_checkpoints SET hidden = 1 WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+DELETE_CHECKPOINT = [
+    "DELETE FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+    "DELETE FROM fc_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+]
+GC_BLOBS = (
+    "DELETE FROM fc_blobs WHERE thread_id = ?1 AND (thread_id, checkpoint_ns, channel, version) NOT IN ("
+    + chain_query(
+        """SELECT c.thread_id, c.checkpoint_ns, j.key COLLATE "C", j.value COLLATE "C"
+            FROM fc_checkpoints c, jsonb_each_text(c.channels) j WHERE c.thread_id = ?1""",
+        columns="b.thread_id, b.checkpoint_ns, b.channel, b.version",
+    )
+    + ")"
+)
+COPY_THREAD = [
+    """INSERT INTO fc_checkpoints SELECT ?2::text, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
+        checkpoint, metadata, channels, hidden FROM fc_checkpoints WHERE thread_id = ?1
+        ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
+            parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, type = EXCLUDED.type,
+            checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, channels = EXCLUDED.channels,
+            hidden = EXCLUDED.hidden""",
+    """INSERT INTO fc_blobs SELECT ?2::text, checkpoint_ns, channel, version, type, blob, base
+        FROM fc_blobs WHERE thread_id = ?1
+        ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO UPDATE SET
+            type = EXCLUDED.type, blob = EXCLUDED.blob, base = EXCLUDED.base""",
+    """INSERT INTO fc_writes SELECT ?2::text, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
+        type, value FROM fc_writes WHERE thread_id = ?1
+        ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
+            task_path = EXCLUDED.task_path, channel = EXCLUDED.channel, type = EXCLUDED.type,
+            value = EXCLUDED.value""",
+]
+THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
+    WHERE metadata->>'run_id' IN (SELECT jsonb_array_elements_text(?::text::jsonb))"""

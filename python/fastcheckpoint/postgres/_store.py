@@ -1,0 +1,206 @@
+"""Running the shared saver's reads and writes on psycopg (sync and async).
+
+Each ``read`` / ``write`` is one transaction sent as one pipeline: BEGIN, the
+statements, COMMIT and a single sync, so a put costs one network round trip.
+Reads run REPEATABLE READ (the checkpoint row, its blobs and its writes come
+from one snapshot) whenever the transaction is ours to open.
+
+With a pool every call borrows its own connection (no lock between threads or
+tasks); a single connection is used by one call at a time. A connection lost
+between calls (server restart, pooler idle timeout) is replaced by the pool
+and the call retried once: every statement we send is idempotent and a
+transaction is all or nothing, so a retry can neither duplicate nor half-store
+anything. On a single connection the loss is reported as
+``ConnectionLostError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from fastcheckpoint.errors import (
+    ConnectionLostError,
+    DatabaseLockedError,
+    DiskFullError,
+    MissingRowError,
+    StorageError,
+)
+
+_PLACEHOLDER = re.compile(r"\?(\d*)")
+_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# Transient conflicts between concurrent transactions: the call is retried.
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+_ATTEMPTS = 5
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> tuple[str, tuple[int, ...]]:
+    """SQLite-style ``?`` / ``?N`` placeholders -> psycopg ``%s`` and the order
+    in which to pass the parameters."""
+    order: list[int] = []
+
+    def sub(m: re.Match[str]) -> str:
+        order.append(int(m.group(1)) - 1 if m.group(1) else len(order))
+        return "%s"
+
+    return _PLACEHOLDER.sub(sub, sql.replace("%", "%%")), tuple(order)
+
+
+def _args(sql: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
+    text, order = translate(sql)
+    return text, [params[i] for i in order]
+
+
+def storage_error(e: psycopg.Error) -> Exception:
+    """Our typed error for a psycopg error (the original chained as the cause)."""
+    if isinstance(e, pg_errors.ForeignKeyViolation):
+        return MissingRowError(f"a row this write depends on is gone: {e}")
+    if isinstance(e, pg_errors.DiskFull):
+        return DiskFullError(f"PostgreSQL is out of disk space: {e}")
+    if isinstance(e, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)):
+        return DatabaseLockedError(f"PostgreSQL statement timed out waiting: {e}")
+    if isinstance(e, psycopg.OperationalError):
+        return ConnectionLostError(f"connection to PostgreSQL failed: {e}")
+    return StorageError(f"PostgreSQL error: {e}")
+
+
+def _lost(e: BaseException, conn: Any) -> bool:
+    return isinstance(e, psycopg.OperationalError) and (conn is None or conn.closed or conn.broken)
+
+
+class PgStore:
+    """``read`` / ``write`` on a psycopg ``Connection`` or ``ConnectionPool``."""
+
+    def __init__(self, conn: psycopg.Connection[Any] | ConnectionPool, lock: threading.Lock) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if isinstance(self.conn, ConnectionPool):
+            with self.conn.connection() as conn:
+                yield conn
+        else:
+            with self.lock:
+                yield self.conn
+
+    def _call(self, run: Any, statements: Sequence[Any]) -> Any:
+        pooled = isinstance(self.conn, ConnectionPool)
+        for attempt in range(_ATTEMPTS):
+            conn = None
+            try:
+                with self._connection() as conn:
+                    return run(conn, statements)
+            except _RETRYABLE as e:
+                if attempt == _ATTEMPTS - 1:
+                    raise storage_error(e) from e
+            except psycopg.Error as e:
+                if pooled and attempt == 0 and _lost(e, conn):
+                    continue  # the pool hands out a fresh connection
+                raise storage_error(e) from e
+        raise AssertionError("unreachable")
+
+    def read(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        return self._call(self._read, queries)
+
+    def write(self, statements: Sequence[tuple[str, Sequence[Any], bool]]) -> list[int]:
+        return self._call(self._write, statements)
+
+    @staticmethod
+    def _read(conn: psycopg.Connection[Any], queries: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        ours = conn.info.transaction_status == TransactionStatus.IDLE
+        with conn.pipeline(), conn.transaction():
+            if ours:
+                conn.execute(_READ_ONLY)
+            cursors = []
+            for sql, params in queries:
+                cur = conn.cursor(binary=True, row_factory=tuple_row)
+                cur.execute(*_args(sql, params))
+                cursors.append(cur)
+        return [cur.fetchall() for cur in cursors]
+
+    @staticmethod
+    def _write(conn: psycopg.Connection[Any], statements: Sequence[tuple[str, Sequence[Any], bool]]) -> list[int]:
+        with conn.pipeline(), conn.transaction():
+            cursors = []
+            for sql, params, _ in statements:
+                cur = conn.cursor(binary=True, row_factory=tuple_row)
+                cur.execute(*_args(sql, params))
+                cursors.append(cur)
+        return [cur.rowcount for cur in cursors]
+
+
+class AsyncPgStore:
+    """The same on a psycopg ``AsyncConnection`` or ``AsyncConnectionPool``."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any] | AsyncConnectionPool, lock: asyncio.Lock) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if isinstance(self.conn, AsyncConnectionPool):
+            async with self.conn.connection() as conn:
+                yield conn
+        else:
+            async with self.lock:
+                yield self.conn
+
+    async def _call(self, run: Any, statements: Sequence[Any]) -> Any:
+        pooled = isinstance(self.conn, AsyncConnectionPool)
+        for attempt in range(_ATTEMPTS):
+            conn = None
+            try:
+                async with self._connection() as conn:
+                    return await run(conn, statements)
+            except _RETRYABLE as e:
+                if attempt == _ATTEMPTS - 1:
+                    raise storage_error(e) from e
+            except psycopg.Error as e:
+                if pooled and attempt == 0 and _lost(e, conn):
+                    continue
+                raise storage_error(e) from e
+        raise AssertionError("unreachable")
+
+    async def read(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        return await self._call(self._read, queries)
+
+    async def write(self, statements: Sequence[tuple[str, Sequence[Any], bool]]) -> list[int]:
+        return await self._call(self._write, statements)
+
+    @staticmethod
+    async def _read(conn: psycopg.AsyncConnection[Any], queries: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        ours = conn.info.transaction_status == TransactionStatus.IDLE
+        async with conn.pipeline(), conn.transaction():
+            if ours:
+                await conn.execute(_READ_ONLY)
+            cursors = []
+            for sql, params in queries:
+                cur = conn.cursor(binary=True, row_factory=tuple_row)
+                await cur.execute(*_args(sql, params))
+                cursors.append(cur)
+        return [await cur.fetchall() for cur in cursors]
+
+    @staticmethod
+    async def _write(
+        conn: psycopg.AsyncConnection[Any], statements: Sequence[tuple[str, Sequence[Any], bool]]
+    ) -> list[int]:
+        async with conn.pipeline(), conn.transaction():
+            cursors = []
+            for sql, params, _ in statements:
+                cur = conn.cursor(binary=True, row_factory=tuple_row)
+                await cur.execute(*_args(sql, params))
+                cursors.append(cur)
+        return [cur.rowcount for cur in cursors]

@@ -1,0 +1,167 @@
+"""``AsyncPostgresSaver``: drop-in for ``langgraph.checkpoint.postgres.aio.AsyncPostgresSaver``.
+
+Same constructor (a psycopg ``AsyncConnection`` or ``AsyncConnectionPool``,
+``pipe=``, ``serde=``), async ``from_conn_string`` and ``setup()``. The
+operations are the shared saver's, driven with ``await``: with a pool every
+call borrows its own connection, so concurrent graph runs do not queue behind
+one lock (upstream #7259). As upstream, the sync methods may be called from
+other threads while the event loop runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    SerializerProtocol,
+)
+from psycopg import AsyncConnection, AsyncPipeline
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from fastcheckpoint._saver import StoreSaver, aiter_op, arun_op
+from fastcheckpoint.postgres import _schema as sql
+from fastcheckpoint.postgres import setup_op
+from fastcheckpoint.postgres._store import AsyncPgStore
+
+
+class _FromThread:
+    """A sync store over the async one, for the sync methods called from a
+    thread other than the event loop's."""
+
+    def __init__(self, store: AsyncPgStore, loop: asyncio.AbstractEventLoop) -> None:
+        self.store, self.loop = store, loop
+
+    def read(self, queries: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(self.store.read(queries), self.loop).result()
+
+    def write(self, statements: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(self.store.write(statements), self.loop).result()
+
+
+class AsyncPostgresSaver(StoreSaver):
+    """An async PostgreSQL checkpoint saver whose encoding, deltas and compression run in Rust."""
+
+    sql = sql
+    lock: asyncio.Lock
+
+    def __init__(
+        self,
+        conn: AsyncConnection[Any] | AsyncConnectionPool,
+        pipe: AsyncPipeline | None = None,
+        serde: SerializerProtocol | None = None,
+    ) -> None:
+        super().__init__(serde=serde)
+        if isinstance(conn, AsyncConnectionPool) and pipe is not None:
+            raise ValueError("Pipeline should be used only with a single AsyncConnection, not AsyncConnectionPool.")
+        self.conn = conn
+        self.pipe = pipe
+        self.lock = asyncio.Lock()
+        self.loop = asyncio.get_running_loop()
+        self.is_setup = False
+        self._setup_lock = asyncio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls, conn_string: str, *, pipeline: bool = False, serde: SerializerProtocol | None = None
+    ) -> AsyncIterator[AsyncPostgresSaver]:
+        """A saver on a new connection to ``conn_string``, closed on exit."""
+        async with await AsyncConnection.connect(
+            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
+        ) as conn:
+            if pipeline:
+                async with conn.pipeline() as pipe:
+                    yield cls(conn=conn, pipe=pipe, serde=serde)
+            else:
+                yield cls(conn=conn, serde=serde)
+
+    def _store(self) -> AsyncPgStore:
+        return AsyncPgStore(self.conn, self.lock)
+
+    async def setup(self) -> None:
+        """Creates or migrates the tables (and takes over upstream's); also run on first use."""
+        async with self._setup_lock:
+            await arun_op(setup_op(self), self._store())
+            self.is_setup = True
+
+    async def _aready(self) -> AsyncPgStore:
+        if not self.is_setup:
+            await self.setup()
+        return self._store()
+
+    def _ready(self) -> _FromThread:
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            raise asyncio.InvalidStateError(
+                "Synchronous calls to AsyncPostgresSaver are only allowed from a different thread. From the main "
+                "thread, use the async interface. For example, use `checkpointer.alist(...)` or "
+                "`await graph.ainvoke(...)`."
+            )
+        if not self.is_setup:
+            asyncio.run_coroutine_threadsafe(self.setup(), self.loop).result()
+        return _FromThread(self._store(), self.loop)
+
+    # -- the async API: the shared operations, awaited ----------------------------------
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await arun_op(self._get_tuple_op(config), await self._aready())
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        store = await self._aready()
+        async for page in aiter_op(self._list_op(config, filter, before, limit), store):
+            for item in page:
+                yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await arun_op(self._put_op(config, checkpoint, metadata, new_versions), await self._aready())
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        await arun_op(self._put_writes_op(config, writes, task_id, task_path), await self._aready())
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await arun_op(self._delete_thread_op(thread_id), await self._aready())
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await arun_op(self._delete_for_runs_op(run_ids), await self._aready())
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await arun_op(self._copy_thread_op(source_thread_id, target_thread_id), await self._aready())
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await arun_op(self._prune_op(thread_ids, strategy), await self._aready())
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await arun_op(self._history_op(config, channels), await self._aready())
+
+
+__all__ = ["AsyncPostgresSaver"]
