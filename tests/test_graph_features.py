@@ -9,8 +9,11 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from fastcheckpoint.memory import InMemorySaver
+from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
 from tests import graphs
@@ -30,18 +33,31 @@ def _sqlite_encrypted(path: str) -> Iterator[BaseCheckpointSaver]:
         yield saver
 
 
-SAVERS: dict[str, Callable[[str], Iterator[BaseCheckpointSaver]]] = {
-    "memory": lambda path: iter([InMemorySaver()]),
-    "sqlite": _sqlite,
-    "sqlite-full-sync": lambda path: _sqlite(path, synchronous="FULL"),
-    "sqlite-memory": lambda path: _sqlite(":memory:"),
-    "sqlite-encrypted": _sqlite_encrypted,
+def _postgres(request) -> Iterator[BaseCheckpointSaver]:
+    with PostgresSaver.from_conn_string(request.getfixturevalue("pg_uri")) as saver:
+        yield saver
+
+
+def _postgres_pool(request) -> Iterator[BaseCheckpointSaver]:
+    kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+    with ConnectionPool(request.getfixturevalue("pg_uri"), min_size=1, max_size=4, kwargs=kwargs) as pool:
+        yield PostgresSaver(pool)
+
+
+SAVERS: dict[str, Callable[[str, pytest.FixtureRequest], Iterator[BaseCheckpointSaver]]] = {
+    "memory": lambda path, request: iter([InMemorySaver()]),
+    "sqlite": lambda path, request: _sqlite(path),
+    "sqlite-full-sync": lambda path, request: _sqlite(path, synchronous="FULL"),
+    "sqlite-memory": lambda path, request: _sqlite(":memory:"),
+    "sqlite-encrypted": lambda path, request: _sqlite_encrypted(path),
+    "postgres": lambda path, request: _postgres(request),
+    "postgres-pool": lambda path, request: _postgres_pool(request),
 }
 
 
 @pytest.fixture(params=list(SAVERS))
 def saver(request, tmp_path) -> Iterator[BaseCheckpointSaver]:
-    yield from SAVERS[request.param](str(tmp_path / "checkpoints.db"))
+    yield from SAVERS[request.param](str(tmp_path / "checkpoints.db"), request)
 
 
 def cfg(thread: str, **extra) -> dict:

@@ -127,7 +127,7 @@ GET_BLOBS = chain_query(
 )
 # ?1 thread, ?2 namespace, ?3 JSON array of [channel, version] pairs.
 GET_BLOBS_FOR = chain_query(
-    """SELECT ?1::text COLLATE "C", ?2::text COLLATE "C", p->>0 COLLATE "C", p->>1 COLLATE "C"
+    """SELECT ?1::text COLLATE "C", ?2::text COLLATE "C", (p->>0) COLLATE "C", (p->>1) COLLATE "C"
         FROM jsonb_array_elements(?3::text::jsonb) p"""
 )
 

@@ -1,5 +1,6 @@
-"""The seed features in real async StateGraph runs on AsyncSqliteSaver (and on
-SqliteSaver's async methods, which upstream's SqliteSaver refuses)."""
+"""The seed features in real async StateGraph runs on AsyncSqliteSaver and
+AsyncPostgresSaver (and on the sync savers' async methods, which upstream's
+sync savers refuse)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
+from fastcheckpoint.postgres import PostgresSaver
+from fastcheckpoint.postgres.aio import AsyncPostgresSaver
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from tests import graphs
@@ -19,12 +24,25 @@ def cfg(thread: str, **extra) -> dict:
     return {"configurable": {"thread_id": thread, **extra}}
 
 
-@pytest.fixture(params=["aio", "sync-saver", "aio-memory"])
+@pytest.fixture(params=["aio", "sync-saver", "aio-memory", "pg-aio", "pg-aio-pool", "pg-sync-saver"])
 async def saver(request, tmp_path) -> AsyncIterator:
     path = str(tmp_path / "c.db")
     if request.param == "sync-saver":
         with SqliteSaver.from_conn_string(path) as s:
             yield s
+        return
+    if request.param.startswith("pg-"):
+        uri = request.getfixturevalue("pg_uri")
+        if request.param == "pg-sync-saver":
+            with PostgresSaver.from_conn_string(uri) as s:
+                yield s
+        elif request.param == "pg-aio-pool":
+            kwargs = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+            async with AsyncConnectionPool(uri, max_size=4, kwargs=kwargs, open=False) as pool:
+                yield AsyncPostgresSaver(pool)
+        else:
+            async with AsyncPostgresSaver.from_conn_string(uri) as s:
+                yield s
         return
     async with AsyncSqliteSaver.from_conn_string(":memory:" if request.param == "aio-memory" else path) as s:
         yield s
