@@ -9,8 +9,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from fastcheckpoint._native import sqlite_library
 from fastcheckpoint.errors import ConfigError, CorruptDataError
 from fastcheckpoint.sqlite import SqliteSaver
 from tests import graphs
-from tests.sqlite_worker import expected_steps
+from tests.worker import acks, expected_steps, hammer_all, loop_graph, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 # Kills per crash test; raise for a longer run: FC_KILL_LOOPS=500 make test
@@ -32,20 +30,6 @@ KILL_LOOPS = int(os.environ.get("FC_KILL_LOOPS", "20"))
 
 def cfg(thread: str, **extra) -> dict:
     return {"configurable": {"thread_id": thread, **extra}}
-
-
-def worker(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.sqlite_worker", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def acks(out: str) -> list[tuple[str, str]]:
-    return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("ack ")]
 
 
 def comparable(t) -> tuple:
@@ -177,36 +161,29 @@ def test_a_delta_base_removed_by_another_saver_is_not_referenced(tmp_path) -> No
 def test_memory_survives_a_process_restart(tmp_path) -> None:
     db = str(tmp_path / "c.db")
     for steps in (3, 6):  # the second process resumes the first one's thread
-        p = worker("run", db, "t", str(steps))
+        p = spawn("run", db, "t", str(steps))
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     with SqliteSaver.from_conn_string(db) as saver:
-        from tests.sqlite_worker import loop_graph
-
         assert loop_graph().compile(checkpointer=saver).get_state(cfg("t")).values["steps"] == expected_steps(3)
 
 
 def test_processes_and_threads_share_one_file(tmp_path) -> None:
     db = str(tmp_path / "c.db")
     puts = 60
-    procs = [worker("hammer", db, f"p{i}", str(puts)) for i in range(4)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0, err
-        assert "locked" not in err
-    acked = [a for out, _ in outs for a in acks(out)]
-    assert len(acked) == 4 * 2 * puts
+    acked = hammer_all(db, 4, puts)
     raw = sqlite3.connect(db)
     stored = raw.execute("SELECT thread_id, checkpoint_id FROM fc_checkpoints").fetchall()
     assert sorted(stored) == sorted(acked)
     assert raw.execute("SELECT count(*) FROM fc_writes").fetchone()[0] == len(acked)
-    for thread in {t for t, _ in acked}:
-        ids = [c for t, c in acked if t == thread]
-        assert ids == sorted(ids), "checkpoint ids must increase within a thread"
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     with SqliteSaver.from_conn_string(db) as saver:
-        t = saver.get_tuple(cfg("p0-1"))
-        assert t.checkpoint["channel_values"]["items"] == [f"p0-1-{j}" for j in range(puts)]
+        t = saver.get_tuple(cfg("p0-0"))
+        assert t.checkpoint["channel_values"]["items"] == [f"p0-p0-0-{j}" for j in range(puts)]
+        # The shared thread's latest checkpoint is one writer's complete list.
+        items = saver.get_tuple(cfg("shared")).checkpoint["channel_values"]["items"]
+        writer = items[0].rsplit("-", 1)[0]
+        assert items == [f"{writer}-{j}" for j in range(puts)]
 
 
 def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path) -> None:
@@ -216,7 +193,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path) -> None:
     acked: list[tuple[str, str]] = []
     kills = 0
     for _ in range(KILL_LOOPS):
-        p = worker("run", db, "t", str(steps))
+        p = spawn("run", db, "t", str(steps))
         assert p.stdout is not None
         first = p.stdout.readline()  # the run is under way: kill it at a random moment
         time.sleep(rng.uniform(0, 0.25))
@@ -233,13 +210,11 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path) -> None:
         assert not missing, f"{len(missing)} acknowledged checkpoints lost"
         if "done" in out:
             break
-    p = worker("run", db, "t", str(steps))
+    p = spawn("run", db, "t", str(steps))
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert kills >= KILL_LOOPS // 2, "most runs must have been killed mid-way"
     with SqliteSaver.from_conn_string(db) as saver:
-        from tests.sqlite_worker import loop_graph
-
         app = loop_graph().compile(checkpointer=saver)
         state = app.get_state(cfg("t"))
         assert state.values["steps"] == expected_steps(steps) and state.next == ()

@@ -8,7 +8,7 @@ from one snapshot) whenever the transaction is ours to open.
 With a pool every call borrows its own connection (no lock between threads or
 tasks); a single connection is used by one call at a time. A connection lost
 between calls (server restart, pooler idle timeout) is replaced by the pool
-and the call retried once: every statement we send is idempotent and a
+and the call retried: every statement we send is idempotent and a
 transaction is all or nothing, so a retry can neither duplicate nor half-store
 anything. On a single connection the loss is reported as
 ``ConnectionLostError``.
@@ -42,7 +42,7 @@ _PLACEHOLDER = re.compile(r"\?(\d*)")
 _READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 # Transient conflicts between concurrent transactions: the call is retried.
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
-_ATTEMPTS = 5
+_ATTEMPTS = 8
 
 
 @lru_cache(maxsize=1024)
@@ -107,8 +107,8 @@ class PgStore:
                 if attempt == _ATTEMPTS - 1:
                     raise storage_error(e) from e
             except psycopg.Error as e:
-                if pooled and attempt == 0 and _lost(e, conn):
-                    continue  # the pool hands out a fresh connection
+                if pooled and attempt < _ATTEMPTS - 1 and _lost(e, conn):
+                    continue  # the pool discards it and hands out another
                 raise storage_error(e) from e
         raise AssertionError("unreachable")
 
@@ -169,7 +169,7 @@ class AsyncPgStore:
                 if attempt == _ATTEMPTS - 1:
                     raise storage_error(e) from e
             except psycopg.Error as e:
-                if pooled and attempt == 0 and _lost(e, conn):
+                if pooled and attempt < _ATTEMPTS - 1 and _lost(e, conn):
                     continue
                 raise storage_error(e) from e
         raise AssertionError("unreachable")

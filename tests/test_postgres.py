@@ -1,0 +1,195 @@
+"""PostgresSaver specifics on a real server: upstream take-over, lost
+connections, many worker processes, a SIGKILLed client, corruption, filters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.postgres import PostgresSaver as UpstreamPostgresSaver
+from langgraph.types import Command
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from fastcheckpoint.errors import ConnectionLostError, CorruptDataError
+from fastcheckpoint.postgres import PostgresSaver
+from fastcheckpoint.postgres.aio import AsyncPostgresSaver
+from tests import graphs
+from tests.test_sqlite import comparable
+from tests.worker import acks, expected_steps, hammer_all, loop_graph, spawn
+
+KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+# Client kills per crash test; raise for a longer run: FC_KILL_LOOPS=500 make test
+KILL_LOOPS = int(os.environ.get("FC_KILL_LOOPS", "20"))
+
+
+def cfg(thread: str, **extra) -> dict:
+    return {"configurable": {"thread_id": thread, **extra}}
+
+
+def test_upstream_tables_are_taken_over(pg_uri) -> None:
+    with UpstreamPostgresSaver.from_conn_string(pg_uri) as up:
+        up.setup()
+        chat = graphs.chat_graph().compile(checkpointer=up)
+        for i in range(5):
+            chat.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
+        approval = graphs.approval_graph().compile(checkpointer=up)
+        approval.invoke({"request": "deploy", "log": []}, cfg("approval"))  # interrupted: pending writes
+        sub = graphs.subgraph_parent().compile(checkpointer=up)
+        sub.invoke({"log": []}, cfg("sub"))
+        expected = [comparable(t) for t in up.list(None)]
+    assert len(expected) > 20
+    with PostgresSaver.from_conn_string(pg_uri) as ours:
+        ours.setup()
+        assert [comparable(t) for t in ours.list(None)] == expected
+        ours.setup()  # idempotent: nothing copied twice
+        assert len(list(ours.list(None))) == len(expected)
+        # The threads go on, on our tables.
+        chat = graphs.chat_graph().compile(checkpointer=ours)
+        out = chat.invoke({"messages": [HumanMessage("turn 5")]}, cfg("chat"))
+        assert out["messages"][-1].content == "you said 6 things, last: turn 5"
+        approval = graphs.approval_graph().compile(checkpointer=ours)
+        assert approval.invoke(Command(resume="yes"), cfg("approval"))["status"] == "approved"
+
+
+def _terminate_others(uri: str) -> int:
+    with psycopg.connect(uri, autocommit=True) as admin:
+        return admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
+
+
+def test_a_dropped_connection_is_replaced_by_the_pool_or_reported(pg_uri) -> None:
+    with ConnectionPool(pg_uri, min_size=2, max_size=2, kwargs=KWARGS) as pool:
+        saver = PostgresSaver(pool)
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        app.invoke({"messages": [HumanMessage("one")]}, cfg("t"))
+        assert _terminate_others(pg_uri) >= 1  # as a server restart or a pooler timeout would
+        out = app.invoke({"messages": [HumanMessage("two")]}, cfg("t"))
+        assert out["messages"][-1].content == "you said 2 things, last: two"
+    with psycopg.connect(pg_uri, **KWARGS) as conn:
+        saver = PostgresSaver(conn)
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        app.invoke({"messages": [HumanMessage("one")]}, cfg("single"))
+        _terminate_others(pg_uri)
+        with pytest.raises(ConnectionLostError):
+            app.invoke({"messages": [HumanMessage("two")]}, cfg("single"))
+    # Nothing half-written: a fresh connection sees the first turn complete.
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        values = graphs.chat_graph().compile(checkpointer=saver).get_state(cfg("single")).values
+        assert [m.content for m in values["messages"]] == ["one", "you said 1 things, last: one"]
+
+
+def test_pool_threads_do_not_wait_on_each_other(pg_uri) -> None:
+    """Two threads on one pooled saver: while one thread's put waits on the
+    server (its delta's base row is locked by another client), the other
+    thread's puts go through (no instance-wide lock)."""
+    with ConnectionPool(pg_uri, min_size=2, max_size=4, kwargs=KWARGS) as pool:
+        saver = PostgresSaver(pool)
+        saver.setup()
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(3):  # long enough for its next put to be a delta
+            app.invoke({"messages": [HumanMessage(f"a{i}")]}, cfg("a"))
+        blocker = psycopg.connect(pg_uri)
+        blocker.execute("SELECT * FROM fc_blobs WHERE thread_id = 'a' FOR UPDATE")
+        slow = threading.Thread(target=app.invoke, args=({"messages": [HumanMessage("a3")]}, cfg("a")))
+        slow.start()  # waits for the blocker's row lock, holding a pooled connection
+        time.sleep(0.3)
+        start = time.monotonic()
+        app.invoke({"messages": [HumanMessage("b")]}, cfg("b"))
+        assert time.monotonic() - start < 5 and slow.is_alive()
+        blocker.rollback()
+        blocker.close()
+        slow.join(30)
+        assert not slow.is_alive()
+        assert app.get_state(cfg("a")).values["messages"][-1].content == "you said 4 things, last: a3"
+
+
+def test_workers_on_one_server(pg_uri) -> None:
+    puts = 40
+    acked = hammer_all(pg_uri, 4, puts)
+    with psycopg.connect(pg_uri) as raw:
+        stored = raw.execute("SELECT thread_id, checkpoint_id FROM fc_checkpoints").fetchall()
+        assert sorted(stored) == sorted(acked)  # none lost, none duplicated
+        assert raw.execute("SELECT count(*) FROM fc_writes").fetchone()[0] == len(acked)
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        t = saver.get_tuple(cfg("p1-0"))
+        assert t.checkpoint["channel_values"]["items"] == [f"p1-p1-0-{j}" for j in range(puts)]
+        items = saver.get_tuple(cfg("shared")).checkpoint["channel_values"]["items"]
+        writer = items[0].rsplit("-", 1)[0]
+        assert items == [f"{writer}-{j}" for j in range(puts)]
+
+
+def test_sigkilled_client_resumes_in_a_fresh_process(pg_uri) -> None:
+    loops = max(2, KILL_LOOPS // 4)  # a Postgres client start costs more than a SQLite one
+    steps = 60 * loops
+    rng = random.Random(99)
+    acked: list[tuple[str, str]] = []
+    for _ in range(loops):
+        p = spawn("run", pg_uri, "t", str(steps))
+        assert p.stdout is not None
+        first = p.stdout.readline()
+        time.sleep(rng.uniform(0, 0.3))
+        p.send_signal(signal.SIGKILL)
+        out, _ = p.communicate(timeout=60)
+        acked += acks(first + out)
+        with psycopg.connect(pg_uri) as raw:
+            stored = {r[0] for r in raw.execute("SELECT checkpoint_id FROM fc_checkpoints WHERE thread_id = 't'")}
+        assert not [c for _, c in acked if c not in stored], "acknowledged checkpoints lost"
+    p = spawn("run", pg_uri, "t", str(steps))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        state = loop_graph().compile(checkpointer=saver).get_state(cfg("t"))
+        assert state.values["steps"] == expected_steps(steps) and state.next == ()
+
+
+def test_corrupt_rows_and_hostile_filters(pg_uri) -> None:
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(3):
+            app.invoke({"messages": [HumanMessage("x" * 500 + str(i))]}, cfg("t"))
+        # Keys are data (JSON containment), never SQL text.
+        assert list(saver.list(None, filter={"source') OR 1=1 --": "x"})) == []
+        assert len(list(saver.list(None, filter={"source": "input"}))) == 3
+        with psycopg.connect(pg_uri, autocommit=True) as raw:
+            raw.execute(
+                "UPDATE fc_blobs SET blob = set_byte(blob, length(blob) - 1, get_byte(blob, length(blob) - 1) # 1) "
+                "WHERE channel = 'messages'"
+            )
+        with pytest.raises(CorruptDataError, match="thread 't'"):
+            saver.get_tuple(cfg("t"))
+
+
+def test_a_delta_base_removed_by_another_worker_is_not_referenced(pg_uri) -> None:
+    with PostgresSaver.from_conn_string(pg_uri) as a, PostgresSaver.from_conn_string(pg_uri) as b:
+        app = graphs.chat_graph().compile(checkpointer=a)
+        for i in range(4):
+            app.invoke({"messages": [HumanMessage(f"m{i}")]}, cfg("t"))
+        state = app.get_state(cfg("t")).values
+        b.delete_thread("t")  # a's writer still remembers the thread's last list
+        app.update_state(cfg("t"), state)
+        app.invoke({"messages": [HumanMessage("after")]}, cfg("t"))
+        fresh = graphs.chat_graph().compile(checkpointer=b)
+        assert [m.content for m in fresh.get_state(cfg("t")).values["messages"]][-2:] == [
+            "after",
+            "you said 5 things, last: after",
+        ]
+
+
+async def test_sync_calls_on_the_async_saver_from_another_thread(pg_uri) -> None:
+    async with AsyncPostgresSaver.from_conn_string(pg_uri) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        await app.ainvoke({"messages": [HumanMessage("hi")]}, cfg("t"))
+        with pytest.raises(asyncio.InvalidStateError):
+            saver.get_tuple(cfg("t"))
+        t = await asyncio.to_thread(saver.get_tuple, cfg("t"))
+        assert t.checkpoint["channel_values"]["messages"][0].content == "hi"
