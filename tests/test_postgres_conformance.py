@@ -6,8 +6,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 import pytest
-from langgraph.checkpoint.conformance import checkpointer_test, validate
-from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+from langgraph.checkpoint.conformance import checkpointer_test
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -15,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.postgres.aio import AsyncPostgresSaver
 from tests.pgserver import database
+from tests.test_conformance import check_full_conformance
 
 SERVER: list[str] = []  # set by the fixture below: the factories are module level
 KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
@@ -87,8 +87,4 @@ def _server(pg_server):
     "registered", [pg_conn, pg_pool, pg_pipeline, apg_conn, apg_pool, apg_pipeline], ids=lambda r: r.name
 )
 async def test_conformance_full(registered) -> None:
-    report = await validate(registered)
-    failures = {cap: res.failures for cap, res in report.results.items() if res.failures}
-    assert not failures, failures
-    assert {c.value for c in ALL_CAPABILITIES} == {cap for cap, r in report.results.items() if r.detected}
-    assert report.conformance_level() == "FULL"
+    await check_full_conformance(registered)

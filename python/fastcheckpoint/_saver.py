@@ -101,20 +101,16 @@ async def aiter_op(op: Op[Any], store: AsyncStore) -> AsyncIterator[Page]:
             error = e
 
 
+def _capture(op: Op[T], box: list[T]) -> Op[None]:
+    box.append((yield from op))
+
+
 async def arun_op(op: Op[T], store: AsyncStore) -> T:
     """``StoreSaver._run`` for an async store."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            request = op.throw(error) if error is not None else op.send(result)
-        except StopIteration as stop:
-            return stop.value
-        result, error = None, None
-        try:
-            result = await (store.read(request) if isinstance(request, Read) else store.write(request))
-        except Exception as e:
-            error = e
+    box: list[T] = []
+    async for _ in aiter_op(_capture(op, box), store):
+        raise AssertionError("an operation run for its result yielded a page")
+    return box[0]
 
 
 def metadata_json(sql: ModuleType, config: RunnableConfig, metadata: CheckpointMetadata) -> str:
@@ -169,12 +165,10 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 error = e
 
     def _run(self, op: Op[T], store: Store | None = None) -> T:
-        steps = self._iter(op, store)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as stop:
-                return stop.value
+        box: list[T] = []
+        for _ in self._iter(_capture(op, box), store):
+            raise AssertionError("an operation run for its result yielded a page")
+        return box[0]
 
     # -- reading -------------------------------------------------------------------
 
@@ -419,6 +413,27 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 # stored row, not ours, is the base future deltas must use.
                 self._writer.forget(thread_id)
             return
+
+    def _restore_op(
+        self,
+        key: tuple[str, str, str],
+        parent_id: str | None,
+        checkpoint: dict[str, Any],
+        metadata_json: str,
+        stored: set[tuple[str, ...]],
+        extra: Sequence[Stmt] = (),
+    ) -> Op[None]:
+        """Stores a checkpoint read from another saver's tables (``checkpoint``
+        with its ``channel_values``) as our put would; ``stored`` holds the
+        (thread, ns, channel, version) blobs already written by this take-over."""
+        thread_id, ns, _ = key
+        checkpoint = dict(checkpoint)
+        values = checkpoint.pop("channel_values", None) or {}
+        versions = checkpoint.get("channel_versions", {})
+        new_versions = {ch: v for ch, v in versions.items() if (thread_id, ns, ch, str(v)) not in stored}
+        row = (*key, parent_id, *self.serde.dumps_typed(checkpoint), metadata_json or "{}", json.dumps(versions))
+        yield from self._put_rows_op(row, values, new_versions, extra)
+        stored.update((thread_id, ns, ch, str(v)) for ch, v in new_versions.items())
 
     def _put_writes_op(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str

@@ -56,7 +56,7 @@ def migrate_upstream_op(saver: StoreSaver) -> Op[int]:
     from tqdm import tqdm
 
     serde = saver.serde
-    stored: set[tuple[str, str, str, str]] = set()
+    stored: set[tuple[str, ...]] = set()
     for thread_id, ns, checkpoint_id in tqdm(todo, desc="fastcheckpoint: migrating upstream checkpoints", disable=None):
         key = (thread_id, ns, checkpoint_id)
         queries = [(_ROW, key)] + ([(_BLOBS, key)] if has_blobs else [])
@@ -65,24 +65,13 @@ def migrate_upstream_op(saver: StoreSaver) -> Op[int]:
             continue  # deleted meanwhile
         parent_id, checkpoint_json, metadata = rows[0]
         checkpoint: dict[str, Any] = json.loads(checkpoint_json)
-        values: dict[str, Any] = dict(checkpoint.pop("channel_values", None) or {})
+        values: dict[str, Any] = dict(checkpoint.get("channel_values") or {})
         for channel, type_, blob in blob_rows[0] if blob_rows else ():
             if type_ == "empty":
                 values.pop(channel, None)
             else:
                 values[channel] = serde.loads_typed((type_, bytes(blob)))
-        versions = checkpoint.get("channel_versions", {})
-        new_versions = {ch: v for ch, v in versions.items() if (thread_id, ns, ch, str(v)) not in stored}
-        row = (
-            thread_id,
-            ns,
-            checkpoint_id,
-            parent_id,
-            *serde.dumps_typed(checkpoint),
-            metadata or "{}",
-            json.dumps(versions),
-        )
+        checkpoint["channel_values"] = values
         extra = [(copy_writes, key, False)] if copy_writes else []
-        yield from saver._put_rows_op(row, values, new_versions, extra)
-        stored.update((thread_id, ns, ch, str(v)) for ch, v in new_versions.items())
+        yield from saver._restore_op(key, parent_id, checkpoint, metadata, stored, extra)
     return len(todo)

@@ -11,7 +11,6 @@ where it stopped; upstream rows are left in place (nothing is deleted).
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from fastcheckpoint._native import SqliteStore
@@ -51,28 +50,16 @@ def migrate_upstream(saver: SqliteSaverBase, store: SqliteStore) -> int:
 
     serde = saver.serde
     # (thread, ns, channel, version) already stored by this migration.
-    stored: set[tuple[str, str, str, str]] = set()
+    stored: set[tuple[str, ...]] = set()
     for thread_id, ns, checkpoint_id in tqdm(todo, desc="fastcheckpoint: migrating upstream checkpoints", disable=None):
         (rows,) = store.read([(_ROW, (thread_id, ns, checkpoint_id))])
         if not rows:
             continue  # deleted meanwhile
         parent_id, type_, data, metadata = rows[0]
-        checkpoint = serde.loads_typed((type_, data))
-        values = checkpoint.pop("channel_values", None) or {}
-        versions = checkpoint.get("channel_versions", {})
-        new_versions = {ch: v for ch, v in versions.items() if (thread_id, ns, ch, str(v)) not in stored}
         if isinstance(metadata, bytes):
             metadata = metadata.decode("utf-8", "replace")
-        row = (
-            thread_id,
-            ns,
-            checkpoint_id,
-            parent_id,
-            *serde.dumps_typed(checkpoint),
-            metadata or "{}",
-            json.dumps(versions),
-        )
-        extra = [(copy_writes, (thread_id, ns, checkpoint_id), False)] if copy_writes else []
-        saver._run(saver._put_rows_op(row, values, new_versions, extra), store)
-        stored.update((thread_id, ns, ch, str(v)) for ch, v in new_versions.items())
+        key = (thread_id, ns, checkpoint_id)
+        extra = [(copy_writes, key, False)] if copy_writes else []
+        op = saver._restore_op(key, parent_id, serde.loads_typed((type_, data)), metadata, stored, extra)
+        saver._run(op, store)
     return len(todo)
