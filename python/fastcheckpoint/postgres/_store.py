@@ -76,6 +76,13 @@ def storage_error(e: psycopg.Error) -> Exception:
     return StorageError(f"PostgreSQL error: {e}")
 
 
+def _no_required_rows(statements: Sequence[tuple[str, Sequence[Any], bool]]) -> None:
+    # A pipelined transaction cannot look at a row count before COMMIT: on
+    # Postgres, constraints (the delta-base foreign key) do what require_row does.
+    if any(required for _, _, required in statements):
+        raise ValueError("require_row is not supported by the Postgres store")
+
+
 def _lost(e: BaseException, conn: Any) -> bool:
     return isinstance(e, psycopg.OperationalError) and (conn is None or conn.closed or conn.broken)
 
@@ -116,6 +123,7 @@ class PgStore:
         return self._call(self._read, queries)
 
     def write(self, statements: Sequence[tuple[str, Sequence[Any], bool]]) -> list[int]:
+        _no_required_rows(statements)
         return self._call(self._write, statements)
 
     @staticmethod
@@ -178,6 +186,7 @@ class AsyncPgStore:
         return await self._call(self._read, queries)
 
     async def write(self, statements: Sequence[tuple[str, Sequence[Any], bool]]) -> list[int]:
+        _no_required_rows(statements)
         return await self._call(self._write, statements)
 
     @staticmethod
