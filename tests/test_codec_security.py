@@ -181,3 +181,11 @@ def test_fuzz_byte_flips_of_real_payloads_never_crash() -> None:
             # Constructors of safe types may reject a mutated argument; that is
             # an ordinary exception, never a crash.
             pass
+
+
+@pytest.mark.parametrize("data", [b"\xd4\x06\x00", b"\xd5\x06\x93\x00\x00"])
+def test_malformed_numpy_payloads_are_typed_errors(data: bytes) -> None:
+    # Found by the random-bytes fuzzer: ext 6 (numpy) whose payload is not the
+    # (dtype, shape, order, buffer) tuple.
+    with pytest.raises(DeserializationError):
+        RustSerializer().loads_typed(("msgpack", data))

@@ -24,7 +24,7 @@ from langgraph.checkpoint.serde._msgpack import SAFE_MSGPACK_TYPES
 from langgraph.checkpoint.serde.event_hooks import emit_serde_event
 from langgraph.checkpoint.serde.types import SendProtocol
 
-from fastcheckpoint.errors import DisallowedTypeError, SerializationError
+from fastcheckpoint.errors import DeserializationError, DisallowedTypeError, SerializationError
 
 logger = logging.getLogger("fastcheckpoint.serde")
 
@@ -207,8 +207,14 @@ def send_from_args(args: Any) -> Any:
 def numpy_from(meta: Any) -> Any:
     import numpy as np
 
-    dtype_str, shape, order, buf = meta
-    dtype = np.dtype(dtype_str)
+    try:
+        dtype_str, shape, order, buf = meta
+        dtype = np.dtype(dtype_str)
+    except (TypeError, ValueError) as e:
+        raise DeserializationError(f"malformed numpy array payload: {e}") from e
     if dtype.hasobject:
         raise DisallowedTypeError("refused to load a numpy array of Python objects")
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+    try:
+        return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+    except (TypeError, ValueError) as e:
+        raise DeserializationError(f"malformed numpy array payload: {e}") from e
