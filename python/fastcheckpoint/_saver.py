@@ -113,6 +113,15 @@ async def arun_op(op: Op[T], store: AsyncStore) -> T:
     return box[0]
 
 
+def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the caller runs on ``loop`` (where an async saver's sync methods
+    would deadlock waiting for it)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 def metadata_json(sql: ModuleType, config: RunnableConfig, metadata: CheckpointMetadata) -> str:
     # As upstream: JSON, unencodable code points dropped.
     text = json.dumps(sql.checkpoint_metadata(config, metadata), ensure_ascii=False)
@@ -133,6 +142,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
 
     serde: SerializerProtocol = RustSerializer()
     sql: ModuleType
+    is_setup: bool = False
     _has_task_path: bool = True
 
     def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
@@ -601,8 +611,10 @@ class StoreSaver(BaseCheckpointSaver[str]):
 
     # -- async twins: the same work on a worker thread (stores release the GIL) ----------
 
-    async def _aready(self) -> Any:
-        return await asyncio.to_thread(self._ready)
+    async def _aready(self) -> None:
+        # Only setting up blocks; once set up the store is at hand.
+        if not self.is_setup:
+            await asyncio.to_thread(self._ready)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         await self._aready()

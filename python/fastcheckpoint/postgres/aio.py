@@ -28,7 +28,7 @@ from psycopg import AsyncConnection, AsyncPipeline
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from fastcheckpoint._saver import StoreSaver, aiter_op, arun_op
+from fastcheckpoint._saver import StoreSaver, aiter_op, arun_op, on_loop
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres import setup_op
 from fastcheckpoint.postgres._store import AsyncPgStore
@@ -100,11 +100,7 @@ class AsyncPostgresSaver(StoreSaver):
         return self._store()
 
     def _ready(self) -> _FromThread:
-        try:
-            on_loop = asyncio.get_running_loop() is self.loop
-        except RuntimeError:
-            on_loop = False
-        if on_loop:
+        if on_loop(self.loop):
             raise asyncio.InvalidStateError(
                 "Synchronous calls to AsyncPostgresSaver are only allowed from a different thread. From the main "
                 "thread, use the async interface. For example, use `checkpointer.alist(...)` or "

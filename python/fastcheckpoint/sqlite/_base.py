@@ -66,9 +66,6 @@ class SqliteSaverBase(StoreSaver):
         """The store, set up on first use (how depends on the connection type)."""
         raise NotImplementedError("subclasses open the store")
 
-    async def _aready(self) -> SqliteStore:
-        return self._ready()
-
     def close(self) -> None:
         """Closes the saver's own connection (the one passed in stays the caller's)."""
         if self._store is not None:

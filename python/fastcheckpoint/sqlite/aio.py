@@ -16,6 +16,7 @@ from typing import Any
 from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._native import SqliteStore
+from fastcheckpoint._saver import on_loop
 from fastcheckpoint.sqlite import database_path
 from fastcheckpoint.sqlite._base import SqliteSaverBase
 
@@ -71,11 +72,7 @@ class AsyncSqliteSaver(SqliteSaverBase):
     def _ready(self) -> SqliteStore:
         if not self.is_setup:
             # Setting up needs the event loop (the connection is aiosqlite's).
-            try:
-                on_loop = asyncio.get_running_loop() is self.loop
-            except RuntimeError:
-                on_loop = False
-            if on_loop:
+            if on_loop(self.loop):
                 raise asyncio.InvalidStateError(
                     "Synchronous calls to AsyncSqliteSaver before setup are only allowed from a "
                     "different thread. From the main thread, use the async interface (e.g. "
