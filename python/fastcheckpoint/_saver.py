@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping, Sequence
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
@@ -47,11 +51,12 @@ from fastcheckpoint._storage import (
     needed_ancestors,
     thread_id_of,
 )
-from fastcheckpoint.errors import MissingRowError
+from fastcheckpoint.errors import CheckpointError, ConfigError, MissingRowError
 from fastcheckpoint.serde import RustSerializer
 
 # Checkpoints fetched per round trip when listing.
 LIST_PAGE = 64
+logger = logging.getLogger("fastcheckpoint")
 
 Stmt = tuple[str, Sequence[Any], bool]
 T = TypeVar("T")
@@ -128,8 +133,54 @@ def metadata_json(sql: ModuleType, config: RunnableConfig, metadata: CheckpointM
     return text.encode("utf-8", "ignore").decode("utf-8")
 
 
+@dataclass(frozen=True)
+class Retention:
+    """A saver's TTL: a thread not written for ``ttl`` seconds expires; its
+    checkpoints are then deleted (``strategy="delete"``) or all but the latest
+    per namespace (``"keep_latest"``). Sweeps run after a put once
+    ``sweep_interval`` seconds have passed since the last one."""
+
+    ttl: float
+    strategy: str = "delete"
+    sweep_interval: float = 300.0
+
+    @classmethod
+    def of(cls, ttl: Mapping[str, Any] | Retention | None) -> Retention | None:
+        """Parses a saver's ``ttl=`` argument: ``{"default_ttl": minutes,
+        "strategy": "delete" | "keep_latest", "sweep_interval_minutes": minutes}``
+        (the keys of LangGraph's checkpointer TTL configuration), or None (off)."""
+        if ttl is None or isinstance(ttl, Retention):
+            return ttl
+        if not isinstance(ttl, Mapping):
+            raise ConfigError(f"ttl must be a dict like {{'default_ttl': 60}} or None, not {ttl!r}")
+        unknown = set(ttl) - {"default_ttl", "strategy", "sweep_interval_minutes"}
+        if unknown:
+            raise ConfigError(
+                f"unknown ttl settings {sorted(unknown)}: use default_ttl, strategy, sweep_interval_minutes"
+            )
+        minutes = ttl.get("default_ttl")
+        interval = ttl.get("sweep_interval_minutes", 5)
+        strategy = ttl.get("strategy", "delete")
+        for name, value in (("default_ttl", minutes), ("sweep_interval_minutes", interval)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"ttl[{name!r}] must be a positive number of minutes, not {value!r}")
+        if strategy not in ("delete", "keep_latest"):
+            raise ConfigError(f"ttl['strategy'] must be 'delete' or 'keep_latest', not {strategy!r}")
+        return cls(ttl=float(minutes) * 60, strategy=strategy, sweep_interval=float(interval) * 60)
+
+
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
+
+
+def _timestamp(ts: Any) -> float | None:
+    """Seconds since the epoch of a checkpoint's ISO ``ts`` (None if unreadable)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(ts)).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def _json_text(value: Any) -> Any:
@@ -145,10 +196,18 @@ class StoreSaver(BaseCheckpointSaver[str]):
     is_setup: bool = False
     _has_task_path: bool = True
 
-    def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
+    # When rows are stored (seconds since the epoch); replaceable for tests.
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def __init__(
+        self, *, serde: SerializerProtocol | None = None, ttl: Mapping[str, Any] | Retention | None = None
+    ) -> None:
         super().__init__(serde=serde)
         self.jsonplus_serde = JsonPlusSerializer()
         self._writer = DeltaWriter()
+        self.ttl = Retention.of(ttl)
+        self._last_sweep: float | None = None
+        self._sweep_lock = threading.Lock()
 
     def _ready(self) -> Store:
         raise NotImplementedError("a backend provides its store")
@@ -381,8 +440,15 @@ class StoreSaver(BaseCheckpointSaver[str]):
             *self.serde.dumps_typed(c),
             metadata_json(self.sql, config, metadata),
             json.dumps(c["channel_versions"]),
+            self.clock(),
         )
         yield from self._put_rows_op(row, values, new_versions)
+        if self._sweep_due():
+            try:
+                yield from self._sweep_op()
+            except CheckpointError:
+                # The put is stored; a failed sweep is retried at the next interval.
+                logger.warning("fastcheckpoint: TTL sweep failed", exc_info=True)
         return _config(thread_id, ns, checkpoint["id"])
 
     def _put_rows_op(
@@ -432,16 +498,27 @@ class StoreSaver(BaseCheckpointSaver[str]):
         metadata_json: str,
         stored: set[tuple[str, ...]],
         extra: Sequence[Stmt] = (),
+        created_at: float | None = None,
     ) -> Op[None]:
         """Stores a checkpoint read from another saver's tables (``checkpoint``
         with its ``channel_values``) as our put would; ``stored`` holds the
-        (thread, ns, channel, version) blobs already written by this take-over."""
+        (thread, ns, channel, version) blobs already written by this copy.
+        ``created_at`` defaults to the checkpoint's own ``ts``."""
         thread_id, ns, _ = key
         checkpoint = dict(checkpoint)
         values = checkpoint.pop("channel_values", None) or {}
         versions = checkpoint.get("channel_versions", {})
         new_versions = {ch: v for ch, v in versions.items() if (thread_id, ns, ch, str(v)) not in stored}
-        row = (*key, parent_id, *self.serde.dumps_typed(checkpoint), metadata_json or "{}", json.dumps(versions))
+        if created_at is None:
+            created_at = _timestamp(checkpoint.get("ts")) or self.clock()
+        row = (
+            *key,
+            parent_id,
+            *self.serde.dumps_typed(checkpoint),
+            metadata_json or "{}",
+            json.dumps(versions),
+            created_at,
+        )
         yield from self._put_rows_op(row, values, new_versions, extra)
         stored.update((thread_id, ns, ch, str(v)) for ch, v in new_versions.items())
 
@@ -468,8 +545,10 @@ class StoreSaver(BaseCheckpointSaver[str]):
         yield Write([(q, (str(thread_id),), False) for q in self.sql.DELETE_THREAD])
         self._writer.forget(str(thread_id))
 
-    def _remove_op(self, thread_id: str, doomed_in: Any) -> Op[None]:
-        """Removes the checkpoints ``doomed_in(ns, visible_rows)`` names from sight.
+    def _remove_op(self, thread_id: str, doomed_in: Any, idle_since: float | None = None) -> Op[int]:
+        """Removes the checkpoints ``doomed_in(ns, visible_rows)`` names from sight;
+        returns how many. With ``idle_since``, nothing is removed if the thread
+        was written after that time (it is in use again).
 
         Those a surviving checkpoint's DeltaChannel history still walks through
         are hidden instead of deleted; blobs nothing needs any more are freed.
@@ -481,6 +560,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
             rows, blob_rows = yield Read(
                 [(sql.THREAD_CHECKPOINTS, (thread_id,)), (sql.THREAD_BLOB_TYPES, (thread_id,))]
             )
+            if idle_since is not None and any((r[6] or 0) > idle_since for r in rows):
+                return 0
+            removed = 0
             stored = {(ns, ch, ver) for ns, ch, ver, t in blob_rows if t != "empty"}
             by_ns: dict[str, dict[str, tuple[Any, ...]]] = {}
             for r in rows:
@@ -491,6 +573,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 doomed = set(doomed_in(ns, visible))
                 if not doomed:
                     continue
+                removed += len(doomed)
                 survivors = [cid for cid in visible if cid not in doomed]
 
                 def entry(cid: str, entries: Mapping[str, tuple[Any, ...]] = entries) -> Any:
@@ -507,7 +590,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
                     elif cid in doomed or r[4]:
                         batch.extend((q, (thread_id, ns, cid), False) for q in sql.DELETE_CHECKPOINT)
             if not batch:
-                return
+                return 0
             batch.append((sql.GC_BLOBS, (thread_id,), False))
             try:
                 yield Write(batch)
@@ -516,7 +599,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
                     raise
                 continue
             self._writer.forget(thread_id)
-            return
+            return removed
+        return 0  # unreachable: the last attempt re-raises
 
     def _delete_for_runs_op(self, run_ids: Sequence[str]) -> Op[None]:
         wanted = {str(r) for r in run_ids}
@@ -538,11 +622,60 @@ class StoreSaver(BaseCheckpointSaver[str]):
             if strategy == "delete":
                 yield from self._delete_thread_op(str(thread_id))
             else:
-                yield from self._remove_op(str(thread_id), lambda ns, visible: sorted(visible)[:-1])
+                yield from self._retain_op(str(thread_id), 1)
 
     def _copy_thread_op(self, source_thread_id: str, target_thread_id: str) -> Op[None]:
-        yield Write([(q, (str(source_thread_id), str(target_thread_id)), False) for q in self.sql.COPY_THREAD])
+        pair = (str(source_thread_id), str(target_thread_id))
+        yield Write(
+            [(self.sql.COPY_CHECKPOINTS, (*pair, self.clock()), False)]
+            + [(q, pair, False) for q in self.sql.COPY_THREAD_ROWS]
+        )
         self._writer.forget(str(target_thread_id))
+
+    # -- retention ---------------------------------------------------------------------
+
+    def _retain_op(self, thread_id: str, keep: int, idle_since: float | None = None) -> Op[int]:
+        """Keeps the newest ``keep`` checkpoints per namespace of a thread (0:
+        none), DeltaChannel-safe; with ``idle_since`` only if the thread was not
+        written after it. Returns how many checkpoints were removed."""
+        return (
+            yield from self._remove_op(
+                thread_id, lambda ns, visible: sorted(visible)[: max(0, len(visible) - keep)], idle_since
+            )
+        )
+
+    def _expired_op(self, idle_since: float, keep: int) -> Op[list[str]]:
+        """Threads not written after ``idle_since`` with more than ``keep``
+        checkpoints in some namespace."""
+        (rows,) = yield Read([(self.sql.EXPIRED_THREADS, (idle_since, keep))])
+        return [r[0] for r in rows]
+
+    def _sweep_due(self) -> bool:
+        if self.ttl is None:
+            return False
+        now = self.clock()
+        with self._sweep_lock:
+            if self._last_sweep is not None and now - self._last_sweep < self.ttl.sweep_interval:
+                return False
+            self._last_sweep = now
+            return True
+
+    def _sweep_op(self) -> Op[int]:
+        """Applies the TTL once; returns how many threads it pruned or deleted."""
+        if self.ttl is None:
+            return 0
+        idle_since = self.clock() - self.ttl.ttl
+        keep = 1 if self.ttl.strategy == "keep_latest" else 0
+        swept = 0
+        for thread_id in (yield from self._expired_op(idle_since, keep)):
+            if (yield from self._retain_op(thread_id, keep, idle_since)):
+                swept += 1
+        return swept
+
+    def sweep(self) -> int:
+        """Applies the TTL now (puts do it every ``sweep_interval_minutes``);
+        returns how many threads were pruned or deleted."""
+        return self._run(self._sweep_op())
 
     # -- the sync API ------------------------------------------------------------------
 
@@ -671,3 +804,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
     ) -> Mapping[str, DeltaChannelHistory]:
         await self._aready()
         return await asyncio.to_thread(self.get_delta_channel_history, config=config, channels=channels)
+
+    async def asweep(self) -> int:
+        await self._aready()
+        return await asyncio.to_thread(self.sweep)

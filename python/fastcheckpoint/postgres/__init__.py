@@ -18,7 +18,7 @@ Deliberate differences, also in the README:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,8 +66,10 @@ class PostgresSaver(StoreSaver):
         conn: Connection[Any] | ConnectionPool,
         pipe: Pipeline | None = None,
         serde: SerializerProtocol | None = None,
+        *,
+        ttl: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, ttl=ttl)
         if isinstance(conn, ConnectionPool) and pipe is not None:
             raise ValueError("Pipeline should be used only with a single Connection, not ConnectionPool.")
         self.conn = conn
@@ -80,14 +82,16 @@ class PostgresSaver(StoreSaver):
 
     @classmethod
     @contextmanager
-    def from_conn_string(cls, conn_string: str, *, pipeline: bool = False) -> Iterator[PostgresSaver]:
+    def from_conn_string(
+        cls, conn_string: str, *, pipeline: bool = False, ttl: Mapping[str, Any] | None = None
+    ) -> Iterator[PostgresSaver]:
         """A saver on a new connection to ``conn_string``, closed on exit."""
         with Connection.connect(conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
             if pipeline:
                 with conn.pipeline() as pipe:
-                    yield cls(conn, pipe)
+                    yield cls(conn, pipe, ttl=ttl)
             else:
-                yield cls(conn)
+                yield cls(conn, ttl=ttl)
 
     def _store(self) -> PgStore:
         return PgStore(self.conn, self.lock)

@@ -64,6 +64,15 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX IF NOT EXISTS fc_checkpoints_run_id ON fc_checkpoints ((metadata->>'run_id'))",
     ],
+    # 2: when each checkpoint was stored (seconds since the epoch), for
+    # retention and inspection; rows stored earlier count from the upgrade.
+    # (ALTER inside DO: a bare ALTER makes psycopg deallocate every prepared
+    # statement mid-pipeline; our statements name their columns, so the
+    # server simply re-plans them.)
+    [
+        "DO $$ BEGIN ALTER TABLE fc_checkpoints ADD COLUMN IF NOT EXISTS created_at DOUBLE PRECISION; END $$",
+        "UPDATE fc_checkpoints SET created_at = extract(epoch FROM now()) WHERE created_at IS NULL",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -75,12 +84,13 @@ MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7206474756217630033)"
 
 # -- writing -------------------------------------------------------------------
 
-INSERT_CHECKPOINT = """INSERT INTO fc_checkpoints
-    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels, hidden)
-    VALUES (?, ?, ?, ?, ?, ?, ?::text::jsonb, ?::text::jsonb, 0)
+INSERT_CHECKPOINT = """INSERT INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+        type, checkpoint, metadata, channels, created_at, hidden)
+    VALUES (?, ?, ?, ?, ?, ?, ?::text::jsonb, ?::text::jsonb, ?, 0)
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
         parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, type = EXCLUDED.type,
-        checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, channels = EXCLUDED.channels, hidden = 0"""
+        checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, channels = EXCLUDED.channels,
+        created_at = EXCLUDED.created_at, hidden = 0"""
 # A (channel, version) names one value: an existing row is kept, never replaced.
 INSERT_BLOB = """INSERT INTO fc_blobs (thread_id, checkpoint_ns, channel, version, type, blob, base)
     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
@@ -181,7 +191,7 @@ WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, 
 # -- deleting, hiding, copying ----------------------------------------------------------
 
 THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels::text, hidden,
-    metadata::text FROM fc_checkpoints WHERE thread_id = ?"""
+    metadata::text, created_at FROM fc_checkpoints WHERE thread_id = ?"""
 THREAD_BLOB_TYPES = "SELECT checkpoint_ns, channel, version, type FROM fc_blobs WHERE thread_id = ?"
 DELETE_THREAD = [
     "DELETE FROM fc_checkpoints WHERE thread_id = ?",
@@ -202,13 +212,16 @@ GC_BLOBS = (
     )
     + ")"
 )
-COPY_THREAD = [
-    """INSERT INTO fc_checkpoints SELECT ?2::text, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
-        checkpoint, metadata, channels, hidden FROM fc_checkpoints WHERE thread_id = ?1
-        ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
-            parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, type = EXCLUDED.type,
-            checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, channels = EXCLUDED.channels,
-            hidden = EXCLUDED.hidden""",
+# ?1 source, ?2 target, ?3 now (a copy is a write to the new thread).
+COPY_CHECKPOINTS = """INSERT INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+        type, checkpoint, metadata, channels, hidden, created_at)
+    SELECT ?2::text, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels,
+        hidden, ?3::double precision FROM fc_checkpoints WHERE thread_id = ?1
+    ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET
+        parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, type = EXCLUDED.type,
+        checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, channels = EXCLUDED.channels,
+        hidden = EXCLUDED.hidden, created_at = EXCLUDED.created_at"""
+COPY_THREAD_ROWS = [
     """INSERT INTO fc_blobs SELECT ?2::text, checkpoint_ns, channel, version, type, blob, base
         FROM fc_blobs WHERE thread_id = ?1
         ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO UPDATE SET
@@ -221,3 +234,25 @@ COPY_THREAD = [
 ]
 THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
     WHERE metadata->>'run_id' IN (SELECT jsonb_array_elements_text(?::text::jsonb))"""
+
+# -- retention and inspection -------------------------------------------------------
+
+EXPIRED_THREADS = """SELECT thread_id FROM (
+        SELECT thread_id, checkpoint_ns, count(*) AS n, max(coalesce(created_at, 0)) AS t
+        FROM fc_checkpoints WHERE hidden = 0 GROUP BY thread_id, checkpoint_ns) g
+    GROUP BY thread_id HAVING max(t) <= ?1 AND max(n) > ?2 ORDER BY thread_id"""
+THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0)
+    FROM (SELECT thread_id, sum(1 - hidden) AS n, max(created_at) AS updated,
+            sum(length(checkpoint) + octet_length(metadata::text) + octet_length(channels::text)) AS bytes
+          FROM fc_checkpoints GROUP BY thread_id) c
+    LEFT JOIN (SELECT thread_id, sum(length(blob)) AS bytes FROM fc_blobs GROUP BY thread_id) b
+        ON b.thread_id = c.thread_id
+    LEFT JOIN (SELECT thread_id, sum(length(value)) AS bytes FROM fc_writes GROUP BY thread_id) w
+        ON w.thread_id = c.thread_id"""
+THREAD_ROWS = """SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint,
+    metadata::text, channels::text, hidden, created_at FROM fc_checkpoints WHERE thread_id = ?
+    ORDER BY checkpoint_ns, checkpoint_id"""
+THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
+THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
+    FROM fc_writes WHERE thread_id = ?"""
+ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"

@@ -59,8 +59,10 @@ class AsyncPostgresSaver(StoreSaver):
         conn: AsyncConnection[Any] | AsyncConnectionPool,
         pipe: AsyncPipeline | None = None,
         serde: SerializerProtocol | None = None,
+        *,
+        ttl: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, ttl=ttl)
         if isinstance(conn, AsyncConnectionPool) and pipe is not None:
             raise ValueError("Pipeline should be used only with a single AsyncConnection, not AsyncConnectionPool.")
         self.conn = conn
@@ -73,7 +75,12 @@ class AsyncPostgresSaver(StoreSaver):
     @classmethod
     @asynccontextmanager
     async def from_conn_string(
-        cls, conn_string: str, *, pipeline: bool = False, serde: SerializerProtocol | None = None
+        cls,
+        conn_string: str,
+        *,
+        pipeline: bool = False,
+        serde: SerializerProtocol | None = None,
+        ttl: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """A saver on a new connection to ``conn_string``, closed on exit."""
         async with await AsyncConnection.connect(
@@ -81,9 +88,9 @@ class AsyncPostgresSaver(StoreSaver):
         ) as conn:
             if pipeline:
                 async with conn.pipeline() as pipe:
-                    yield cls(conn=conn, pipe=pipe, serde=serde)
+                    yield cls(conn=conn, pipe=pipe, serde=serde, ttl=ttl)
             else:
-                yield cls(conn=conn, serde=serde)
+                yield cls(conn=conn, serde=serde, ttl=ttl)
 
     def _store(self) -> AsyncPgStore:
         return AsyncPgStore(self.conn, self.lock)
@@ -158,6 +165,9 @@ class AsyncPostgresSaver(StoreSaver):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return await arun_op(self._history_op(config, channels), await self._aready())
+
+    async def asweep(self) -> int:
+        return await arun_op(self._sweep_op(), await self._aready())
 
 
 __all__ = ["AsyncPostgresSaver"]

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
+from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
@@ -52,8 +53,9 @@ class SqliteSaver(SqliteSaverBase):
         serde: SerializerProtocol | None = None,
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
+        ttl: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(conn, serde=serde, synchronous=synchronous, busy_timeout=busy_timeout)
+        super().__init__(conn, serde=serde, synchronous=synchronous, busy_timeout=busy_timeout, ttl=ttl)
         self.lock = threading.Lock()
         # Read now, on the thread that made the connection (it may be bound to it).
         self._path = database_path(conn.execute("PRAGMA database_list").fetchall())
@@ -61,11 +63,16 @@ class SqliteSaver(SqliteSaverBase):
     @classmethod
     @contextmanager
     def from_conn_string(
-        cls, conn_string: str, *, synchronous: str = "NORMAL", busy_timeout: float = 30.0
+        cls,
+        conn_string: str,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 30.0,
+        ttl: Mapping[str, Any] | None = None,
     ) -> Iterator[SqliteSaver]:
         """A saver on ``conn_string`` (a path, a ``file:`` URI or ":memory:"), closed on exit."""
         with closing(sqlite3.connect(conn_string, check_same_thread=False)) as conn:
-            saver = cls(conn, synchronous=synchronous, busy_timeout=busy_timeout)
+            saver = cls(conn, synchronous=synchronous, busy_timeout=busy_timeout, ttl=ttl)
             try:
                 yield saver
             finally:

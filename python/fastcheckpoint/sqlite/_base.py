@@ -11,6 +11,7 @@ run the sync ones on worker threads (the store releases the GIL).
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
@@ -35,8 +36,9 @@ class SqliteSaverBase(StoreSaver):
         serde: SerializerProtocol | None = None,
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
+        ttl: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, ttl=ttl)
         self.conn = conn
         if str(synchronous).upper() not in ("NORMAL", "FULL"):
             raise ConfigError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")

@@ -65,6 +65,12 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
         )""",
     ],
+    # 2: when each checkpoint was stored (seconds since the epoch), for
+    # retention and inspection; rows stored earlier count from the upgrade.
+    [
+        "ALTER TABLE fc_checkpoints ADD COLUMN created_at REAL",
+        "UPDATE fc_checkpoints SET created_at = (julianday('now') - 2440587.5) * 86400.0",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -77,9 +83,9 @@ SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
 
 # -- writing -------------------------------------------------------------------
 
-INSERT_CHECKPOINT = """INSERT OR REPLACE INTO fc_checkpoints
-    (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels, hidden)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)"""
+INSERT_CHECKPOINT = """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
+    parent_checkpoint_id, type, checkpoint, metadata, channels, created_at, hidden)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"""
 # A (channel, version) names one value: an existing row is kept, never replaced
 # (replacing could turn a delta's base into a delta of its own successor).
 INSERT_BLOB = """INSERT OR IGNORE INTO fc_blobs
@@ -206,8 +212,8 @@ WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, 
 
 # -- deleting, hiding, copying ----------------------------------------------------------
 
-THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels, hidden, metadata
-    FROM fc_checkpoints WHERE thread_id = ?"""
+THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels, hidden, metadata,
+    created_at FROM fc_checkpoints WHERE thread_id = ?"""
 THREAD_BLOB_TYPES = "SELECT checkpoint_ns, channel, version, type FROM fc_blobs WHERE thread_id = ?"
 DELETE_THREAD = [
     "DELETE FROM fc_checkpoints WHERE thread_id = ?",
@@ -230,9 +236,12 @@ GC_BLOBS = (
     )
     + ")"
 )
-COPY_THREAD = [
-    """INSERT OR REPLACE INTO fc_checkpoints SELECT ?2, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
-        checkpoint, metadata, channels, hidden FROM fc_checkpoints WHERE thread_id = ?1""",
+# ?1 source, ?2 target, ?3 now (a copy is a write to the new thread).
+COPY_CHECKPOINTS = """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
+        parent_checkpoint_id, type, checkpoint, metadata, channels, hidden, created_at)
+    SELECT ?2, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels, hidden, ?3
+    FROM fc_checkpoints WHERE thread_id = ?1"""
+COPY_THREAD_ROWS = [
     """INSERT OR REPLACE INTO fc_blobs SELECT ?2, checkpoint_ns, channel, version, type, blob, base
         FROM fc_blobs WHERE thread_id = ?1""",
     """INSERT OR REPLACE INTO fc_writes SELECT ?2, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
@@ -240,3 +249,29 @@ COPY_THREAD = [
 ]
 THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
     WHERE json_extract(metadata, '$.run_id') IN (SELECT value FROM json_each(?))"""
+
+# -- retention and inspection -------------------------------------------------------
+
+# Threads whose last checkpoint was stored at or before ?1 and that have more
+# than ?2 visible checkpoints in some namespace.
+EXPIRED_THREADS = """SELECT thread_id FROM (
+        SELECT thread_id, checkpoint_ns, count(*) AS n, max(coalesce(created_at, 0)) AS t
+        FROM fc_checkpoints WHERE hidden = 0 GROUP BY thread_id, checkpoint_ns) g
+    GROUP BY thread_id HAVING max(t) <= ?1 AND max(n) > ?2 ORDER BY thread_id"""
+# Per thread: visible checkpoints, last write, bytes stored (checkpoint rows, blobs, writes).
+THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0)
+    FROM (SELECT thread_id, sum(1 - hidden) AS n, max(created_at) AS updated,
+            sum(length(checkpoint) + length(metadata) + length(channels)) AS bytes
+          FROM fc_checkpoints GROUP BY thread_id) c
+    LEFT JOIN (SELECT thread_id, sum(length(blob)) AS bytes FROM fc_blobs GROUP BY thread_id) b
+        ON b.thread_id = c.thread_id
+    LEFT JOIN (SELECT thread_id, sum(length(value)) AS bytes FROM fc_writes GROUP BY thread_id) w
+        ON w.thread_id = c.thread_id"""
+# Everything stored for one thread (hidden checkpoints included), for
+# inspection, verification and copying between databases.
+THREAD_ROWS = """SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata,
+    channels, hidden, created_at FROM fc_checkpoints WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id"""
+THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
+THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
+    FROM fc_writes WHERE thread_id = ?"""
+ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"

@@ -9,7 +9,7 @@ so concurrent graph runs overlap their encoding and I/O.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,20 +33,26 @@ class AsyncSqliteSaver(SqliteSaverBase):
         serde: SerializerProtocol | None = None,
         synchronous: str = "NORMAL",
         busy_timeout: float = 30.0,
+        ttl: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(conn, serde=serde, synchronous=synchronous, busy_timeout=busy_timeout)
+        super().__init__(conn, serde=serde, synchronous=synchronous, busy_timeout=busy_timeout, ttl=ttl)
         self.lock = asyncio.Lock()
         self.loop = asyncio.get_running_loop()
 
     @classmethod
     @asynccontextmanager
     async def from_conn_string(
-        cls, conn_string: str, *, synchronous: str = "NORMAL", busy_timeout: float = 30.0
+        cls,
+        conn_string: str,
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout: float = 30.0,
+        ttl: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[AsyncSqliteSaver]:
         import aiosqlite
 
         async with aiosqlite.connect(conn_string) as conn:
-            saver = cls(conn, synchronous=synchronous, busy_timeout=busy_timeout)
+            saver = cls(conn, synchronous=synchronous, busy_timeout=busy_timeout, ttl=ttl)
             try:
                 yield saver
             finally:

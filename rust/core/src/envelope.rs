@@ -168,6 +168,36 @@ pub fn delta_base(blob: &[u8]) -> Result<Option<String>> {
     Ok(parse(blob)?.1.map(|d| d.base))
 }
 
+/// What a blob's header says, checksum verified, body not decompressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Info {
+    pub delta: Option<DeltaHeader>,
+    /// Bytes of the msgpack body once decompressed.
+    pub body_len: usize,
+    pub compressed: bool,
+}
+
+/// Verifies a blob's checksum and reads its header (for statistics and
+/// verification: no decompression, no decoding).
+pub fn info(blob: &[u8]) -> Result<Info> {
+    let (flags, delta, pos) = parse(blob)?;
+    let body = &blob[pos..];
+    let compressed = flags & FLAG_ZSTD != 0;
+    let body_len = if compressed {
+        zstd::zstd_safe::get_frame_content_size(body)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Decompress("frame without content size".into()))? as usize
+    } else {
+        body.len()
+    };
+    Ok(Info {
+        delta,
+        body_len,
+        compressed,
+    })
+}
+
 /// Verifies and opens an envelope.
 pub fn open(blob: &[u8]) -> Result<Opened<'_>> {
     let (flags, delta, pos) = parse(blob)?;
@@ -209,6 +239,24 @@ mod tests {
         }
         let big = seal(&vec![0xc0; 100_000], None);
         assert!(big.len() < 1000, "large repetitive body is compressed");
+    }
+
+    #[test]
+    fn info_reports_header_without_decompressing() {
+        let body = vec![7u8; 4096];
+        let d = DeltaHeader {
+            base: "v1".into(),
+            keep: 2,
+            total: 5,
+        };
+        let blob = seal(&body, Some(&d));
+        let i = info(&blob).unwrap();
+        assert_eq!(i.delta, Some(d));
+        assert_eq!(i.body_len, 4096);
+        assert!(i.compressed && blob.len() < 4096);
+        let mut bad = blob.clone();
+        bad[blob.len() - 1] ^= 1;
+        assert!(info(&bad).is_err());
     }
 
     #[test]

@@ -159,6 +159,18 @@ pub fn delta_base(blob: &[u8]) -> PyResult<Option<String>> {
     envelope::delta_base(blob).map_err(core_error)
 }
 
+/// A blob's header, checksum verified: (delta base or None, kept elements,
+/// total elements, decompressed body length, compressed?).
+#[pyfunction]
+pub fn blob_info(blob: &[u8]) -> PyResult<(Option<String>, u32, u32, usize, bool)> {
+    let i = envelope::info(blob).map_err(core_error)?;
+    let (base, keep, total) = match i.delta {
+        Some(d) => (Some(d.base), d.keep, d.total),
+        None => (None, 0, 0),
+    };
+    Ok((base, keep, total, i.body_len, i.compressed))
+}
+
 /// True when the bytes start like one of our envelopes.
 #[pyfunction]
 pub fn is_envelope(blob: &[u8]) -> bool {
