@@ -195,6 +195,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
     sql: ModuleType
     is_setup: bool = False
     _has_task_path: bool = True
+    # Whether setting up copies upstream LangGraph tables found in the same
+    # database into ours (off for the read-only commands of the CLI).
+    _take_over: bool = True
 
     # When rows are stored (seconds since the epoch); replaceable for tests.
     clock: Callable[[], float] = staticmethod(time.time)
@@ -584,10 +587,12 @@ class StoreSaver(BaseCheckpointSaver[str]):
                     survivors, entry, lambda ch, ver, ns=ns, stored=stored: (ns, ch, str(ver)) in stored
                 )
                 for cid, r in entries.items():
+                    if not r[4] and cid not in doomed:
+                        continue  # a survivor stays visible, even when another one needs it
                     if cid in needed:
                         if not r[4]:
                             batch.append((sql.HIDE_CHECKPOINT, (thread_id, ns, cid), False))
-                    elif cid in doomed or r[4]:
+                    else:
                         batch.extend((q, (thread_id, ns, cid), False) for q in sql.DELETE_CHECKPOINT)
             if not batch:
                 return 0

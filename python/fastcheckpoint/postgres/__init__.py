@@ -52,7 +52,8 @@ def setup_op(saver: StoreSaver) -> Op[None]:
         step += [(stmt, (), False) for stmt in sql.MIGRATIONS[version]]
         step.append((sql.SET_VERSION, (version + 1,), False))
         yield Write(step)
-    yield from migrate_upstream_op(saver)
+    if saver._take_over:
+        yield from migrate_upstream_op(saver)
 
 
 class PostgresSaver(StoreSaver):

@@ -256,3 +256,4 @@ THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
 THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
     FROM fc_writes WHERE thread_id = ?"""
 ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"
+TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"

@@ -57,7 +57,8 @@ class SqliteSaverBase(StoreSaver):
             store = SqliteStore(path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
             try:
                 migrate_schema(store)
-                migrate_upstream(self, store)
+                if self._take_over:
+                    migrate_upstream(self, store)
             except BaseException:
                 store.close()
                 raise

@@ -1,65 +1,91 @@
-"""Taking over a database written by ``langgraph-checkpoint-sqlite``.
+"""Databases written by ``langgraph-checkpoint-sqlite``.
 
 Upstream keeps each checkpoint whole (all channel values inline) in
-``checkpoints`` and pending writes in ``writes``. The first time one of our
-savers opens such a file, every upstream checkpoint not yet in ``fc_checkpoints``
-is re-stored through our normal put path (so history gets the same delta
-storage), oldest first per thread, one transaction per checkpoint together with
-its writes. It is idempotent and resumable: an interrupted migration continues
-where it stopped; upstream rows are left in place (nothing is deleted).
+``checkpoints`` and pending writes in ``writes``. ``UpstreamSqlite`` reads
+them as records (``fastcheckpoint._copy``): the first time one of our savers
+opens such a file it re-stores every upstream checkpoint not yet in ours
+through our put path (so history gets the same delta storage), and
+``fastcheckpoint migrate`` copies them to any of our databases. Idempotent and
+resumable; upstream rows are left in place.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from langgraph.checkpoint.base import SerializerProtocol
+
+from fastcheckpoint._copy import Key, Record, copy_op, keys_op, pending
 from fastcheckpoint._native import SqliteStore
+from fastcheckpoint._saver import Op, Read
 
 if TYPE_CHECKING:
     from fastcheckpoint.sqlite._base import SqliteSaverBase
 
-_UPSTREAM_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "type", "checkpoint"}
-_NOT_YET_COPIED = """SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints c WHERE NOT EXISTS (
-    SELECT 1 FROM fc_checkpoints f WHERE f.thread_id = c.thread_id AND f.checkpoint_ns = c.checkpoint_ns
-    AND f.checkpoint_id = c.checkpoint_id) ORDER BY thread_id, checkpoint_ns, checkpoint_id"""
-_ROW = """SELECT parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints
-    WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"""
-_COPY_WRITES = """INSERT OR IGNORE INTO fc_writes
-    (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)
-    SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, {task_path}, idx, channel, type, value FROM writes
-    WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"""
+_CHECKPOINT_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "type", "checkpoint"}
+_WRITE_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "value"}
 
 
-def _columns(store: SqliteStore, table: str) -> set[str]:
-    return {r[1] for r in store.read([(f"PRAGMA table_info({table})", ())])[0]}
+class UpstreamSqlite:
+    """Upstream's tables as a source of records."""
+
+    def __init__(self, serde: SerializerProtocol, has_writes: bool, has_task_path: bool) -> None:
+        self.serde = serde
+        self.writes_query = (
+            f"""SELECT checkpoint_ns, checkpoint_id, task_id, {"task_path" if has_task_path else "''"}, idx, channel,
+                type, value FROM writes WHERE thread_id = ?"""
+            if has_writes
+            else None
+        )
+
+    @classmethod
+    def detect_op(cls, serde: SerializerProtocol) -> Op[UpstreamSqlite | None]:
+        """The source, or None when there are no upstream tables (or someone
+        else's tables with those names)."""
+        checkpoints, writes = yield Read([("PRAGMA table_info(checkpoints)", ()), ("PRAGMA table_info(writes)", ())])
+        if not _CHECKPOINT_COLUMNS <= {r[1] for r in checkpoints}:
+            return None
+        write_columns = {r[1] for r in writes}
+        return cls(serde, _WRITE_COLUMNS <= write_columns, "task_path" in write_columns)
+
+    def pending_op(self, done: set[Key]) -> Op[list[tuple[str, int]]]:
+        (rows,) = yield Read([("SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints", ())])
+        return pending((tuple(r) for r in rows), done)  # type: ignore[misc]
+
+    def records_op(self, thread_id: str) -> Op[list[Record]]:
+        queries: list[tuple[str, Any]] = [
+            (
+                """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata
+                FROM checkpoints WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id""",
+                (thread_id,),
+            )
+        ]
+        if self.writes_query:
+            queries.append((self.writes_query, (thread_id,)))
+        rows, *write_rows = yield Read(queries)
+        writes: dict[tuple[str, str], list[Any]] = {}
+        for w in write_rows[0] if write_rows else ():
+            writes.setdefault((w[0], w[1]), []).append((w[2], w[3], w[4], w[5], w[6], bytes(w[7])))
+        out = []
+        for ns, checkpoint_id, parent_id, type_, data, metadata in rows:
+            if isinstance(metadata, bytes):
+                metadata = metadata.decode("utf-8", "replace")
+            out.append(
+                Record(
+                    key=(thread_id, ns, checkpoint_id),
+                    parent_id=parent_id,
+                    checkpoint=self.serde.loads_typed((type_, bytes(data))),
+                    metadata=metadata or "{}",
+                    writes=writes.get((ns, checkpoint_id), []),
+                )
+            )
+        return out
 
 
 def migrate_upstream(saver: SqliteSaverBase, store: SqliteStore) -> int:
     """Copies upstream checkpoints (and their writes) into our tables; returns how many."""
-    cols = _columns(store, "checkpoints")
-    if not _UPSTREAM_COLUMNS <= cols:
-        return 0  # no upstream table (or someone else's table of that name): leave it alone
-    (todo,) = store.read([(_NOT_YET_COPIED, ())])
-    if not todo:
+    source = saver._run(UpstreamSqlite.detect_op(saver.serde), store)
+    if source is None:
         return 0
-    write_cols = _columns(store, "writes")
-    copy_writes = None
-    if {"task_id", "idx", "channel", "type", "value"} <= write_cols:
-        copy_writes = _COPY_WRITES.format(task_path="task_path" if "task_path" in write_cols else "''")
-    from tqdm import tqdm
-
-    serde = saver.serde
-    # (thread, ns, channel, version) already stored by this migration.
-    stored: set[tuple[str, ...]] = set()
-    for thread_id, ns, checkpoint_id in tqdm(todo, desc="fastcheckpoint: migrating upstream checkpoints", disable=None):
-        (rows,) = store.read([(_ROW, (thread_id, ns, checkpoint_id))])
-        if not rows:
-            continue  # deleted meanwhile
-        parent_id, type_, data, metadata = rows[0]
-        if isinstance(metadata, bytes):
-            metadata = metadata.decode("utf-8", "replace")
-        key = (thread_id, ns, checkpoint_id)
-        extra = [(copy_writes, key, False)] if copy_writes else []
-        op = saver._restore_op(key, parent_id, serde.loads_typed((type_, data)), metadata, stored, extra)
-        saver._run(op, store)
-    return len(todo)
+    done = saver._run(keys_op(saver), store)
+    return saver._run(copy_op(source, saver, done, "fastcheckpoint: migrating upstream checkpoints"), store)

@@ -1,0 +1,7 @@
+"""``python -m fastcheckpoint``: the ``fastcheckpoint`` command."""
+
+import sys
+
+from fastcheckpoint.cli import main
+
+sys.exit(main())
