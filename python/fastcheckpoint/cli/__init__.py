@@ -54,9 +54,14 @@ def _thread_rows(db: Database, thread_id: str, ns: str, *, hidden: bool = False)
 
 
 def _resolve(rows: list[Any], ref: str | None) -> str:
-    """A checkpoint id from an id, a unique prefix of one, or ``latest``."""
+    """A checkpoint id from an id, a unique prefix of one, ``latest`` or
+    ``latest~N`` (N checkpoints before the latest)."""
     if ref in (None, "latest"):
         return str(rows[0][2])
+    if m := re.fullmatch(r"latest~(\d+)", ref):
+        if int(m.group(1)) >= len(rows):
+            raise CliError(f"{ref}: this thread has only {len(rows)} checkpoints")
+        return str(rows[int(m.group(1))][2])
     matches = [r[2] for r in rows if r[2] == ref] or [r[2] for r in rows if str(r[2]).startswith(ref)]
     if len(matches) == 1:
         return str(matches[0])
@@ -233,6 +238,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             source, what = src.source()
             setup = what == "fastcheckpoint"
             dst.saver._ready()
+            dst.kind = "fastcheckpoint"
             done = dst.run(keys_op(dst.saver))
             before = len(done)
 
@@ -403,7 +409,7 @@ def parser() -> argparse.ArgumentParser:
 
     c = command("show", "the state at a checkpoint (default: the latest)")
     thread_args(c)
-    c.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?", help="id, unique prefix, or 'latest'")
+    c.add_argument("checkpoint", metavar="CHECKPOINT", nargs="?", help="id, unique prefix, 'latest' or 'latest~N'")
     output_args(c)
 
     c = command("diff", "what changed between two checkpoints of a thread")

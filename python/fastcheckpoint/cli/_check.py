@@ -3,6 +3,7 @@ whole) and the check that ends ``migrate`` (the copy equals its source)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -86,6 +87,26 @@ def _comparable(record: Record, serde: Any) -> tuple[Any, ...]:
     return (record.parent_id, record.checkpoint, json.loads(record.metadata or "{}"), writes, record.hidden)
 
 
+def _by_version(record: Record, seen: dict[tuple[str, str, str], Any]) -> Record:
+    """``record`` with the values its source left out filled in from an
+    earlier checkpoint at the same channel version (``seen``).
+
+    Upstream SQLite stores values per checkpoint: a DeltaChannel snapshot
+    appears only in the checkpoint of its step, and a later checkpoint at the
+    same version omits it. We store one value per (channel, version), as
+    upstream Postgres does, so that later checkpoint reads back with the
+    snapshot: the same state once the channel is rebuilt."""
+    ns = record.key[1]
+    values = dict(record.checkpoint.get("channel_values") or {})
+    for ch, ver in (record.checkpoint.get("channel_versions") or {}).items():
+        k = (ns, ch, str(ver))
+        if ch in values:
+            seen.setdefault(k, values[ch])
+        elif k in seen:
+            values[ch] = seen[k]
+    return dataclasses.replace(record, checkpoint={**record.checkpoint, "channel_values": values})
+
+
 def compare(source: Source, read: Any, source_serde: Any, dest: StoreSaver) -> dict[str, Any]:
     """Every checkpoint of ``source`` read back from ``dest`` and compared
     (values, metadata, parent, pending writes); returns what differs."""
@@ -96,7 +117,8 @@ def compare(source: Source, read: Any, source_serde: Any, dest: StoreSaver) -> d
     with tqdm(total=sum(n for _, n in todo), desc="checking the copy", unit="checkpoint", disable=None) as bar:
         for thread_id, _ in todo:
             copied = {r.key: r for r in dest._run(ours.records_op(thread_id))}
-            for record in read(source.records_op(thread_id)):
+            seen: dict[tuple[str, str, str], Any] = {}
+            for record in map(lambda r: _by_version(r, seen), read(source.records_op(thread_id))):
                 checked += 1
                 bar.update(1)
                 other = copied.get(record.key)
