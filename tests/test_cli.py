@@ -201,7 +201,7 @@ def test_inspection_commands(our_file: Path, tmp_path: Path):
     assert kept == len(chat_states[3].values["messages"])
     assert [m["content"] for m in added] == [m.content for m in chat_states[0].values["messages"][kept:]]
     assert "+ human: user 1 turn 3" in fc("diff", our_file, "user-1", old_id, "latest").stdout
-    assert fc("diff", our_file, "user-1", "latest~3", "latest", "--json").stdout == json.dumps(changes, indent=2)
+    assert json.loads(fc("diff", our_file, "user-1", "latest~3", "latest", "--json").stdout) == changes
 
     stats = json.loads(fc("stats", our_file, "--json").stdout)
     assert stats["checkpoints"] == sum(t["checkpoints"] for t in threads)
