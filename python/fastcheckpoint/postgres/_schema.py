@@ -21,6 +21,22 @@ from typing import Any
 
 from langgraph.checkpoint.base import get_serializable_checkpoint_metadata as checkpoint_metadata
 
+from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
+    ALL_KEYS,
+    BLOB_COLUMNS,
+    CREATE_VERSION_TABLE,
+    DELETE_CHECKPOINT,
+    DELETE_THREAD,
+    EXPIRED_THREADS,
+    GET_VERSION,
+    HIDE_CHECKPOINT,
+    SET_VERSION,
+    THREAD_BLOB_TYPES,
+    THREAD_BLOBS,
+    THREAD_WRITES,
+    WRITE_COLUMNS,
+)
+
 __all__ = ["checkpoint_metadata"]  # metadata as upstream PostgresSaver stores it (without "writes")
 
 MIGRATIONS: list[list[str]] = [
@@ -76,9 +92,6 @@ MIGRATIONS: list[list[str]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS fc_schema (version INTEGER NOT NULL)"
-GET_VERSION = "SELECT max(version) FROM fc_schema"
-SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
 # Held while migrating so that workers starting together migrate once.
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7206474756217630033)"
 
@@ -96,11 +109,10 @@ INSERT_BLOB = """INSERT INTO fc_blobs (thread_id, checkpoint_ns, channel, versio
     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
 # The foreign key checks a delta's base inside the put's transaction.
 BASE_EXISTS = None
-_WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
-UPSERT_WRITE = f"""INSERT INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+UPSERT_WRITE = f"""INSERT INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET
         task_path = EXCLUDED.task_path, channel = EXCLUDED.channel, type = EXCLUDED.type, value = EXCLUDED.value"""
-INSERT_WRITE = f"INSERT INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+INSERT_WRITE = f"INSERT INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 
 # -- reading one checkpoint (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) -----
 
@@ -110,8 +122,6 @@ GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoin
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET}"""
-
-BLOB_COLUMNS = "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
 
 
 def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS) -> str:
@@ -192,17 +202,6 @@ WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, 
 
 THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels::text, hidden,
     metadata::text, created_at FROM fc_checkpoints WHERE thread_id = ?"""
-THREAD_BLOB_TYPES = "SELECT checkpoint_ns, channel, version, type FROM fc_blobs WHERE thread_id = ?"
-DELETE_THREAD = [
-    "DELETE FROM fc_checkpoints WHERE thread_id = ?",
-    "DELETE FROM fc_blobs WHERE thread_id = ?",
-    "DELETE FROM fc_writes WHERE thread_id = ?",
-]
-HIDE_CHECKPOINT = "UPDATE fc_checkpoints SET hidden = 1 WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
-DELETE_CHECKPOINT = [
-    "DELETE FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-    "DELETE FROM fc_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-]
 GC_BLOBS = (
     "DELETE FROM fc_blobs WHERE thread_id = ?1 AND (thread_id, checkpoint_ns, channel, version) NOT IN ("
     + chain_query(
@@ -237,10 +236,6 @@ THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
 
 # -- retention and inspection -------------------------------------------------------
 
-EXPIRED_THREADS = """SELECT thread_id FROM (
-        SELECT thread_id, checkpoint_ns, count(*) AS n, max(coalesce(created_at, 0)) AS t
-        FROM fc_checkpoints WHERE hidden = 0 GROUP BY thread_id, checkpoint_ns) g
-    GROUP BY thread_id HAVING max(t) <= ?1 AND max(n) > ?2 ORDER BY thread_id"""
 THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0)
     FROM (SELECT thread_id, sum(1 - hidden) AS n, max(created_at) AS updated,
             sum(length(checkpoint) + octet_length(metadata::text) + octet_length(channels::text)) AS bytes
@@ -252,8 +247,4 @@ THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes
 THREAD_ROWS = """SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint,
     metadata::text, channels::text, hidden, created_at FROM fc_checkpoints WHERE thread_id = ?
     ORDER BY checkpoint_ns, checkpoint_id"""
-THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
-THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
-    FROM fc_writes WHERE thread_id = ?"""
-ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"
 TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"

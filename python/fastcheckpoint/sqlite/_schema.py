@@ -22,6 +22,21 @@ from typing import Any
 
 from langgraph.checkpoint.base import get_checkpoint_metadata as checkpoint_metadata
 
+from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
+    ALL_KEYS,
+    BLOB_COLUMNS,
+    CREATE_VERSION_TABLE,
+    DELETE_CHECKPOINT,
+    DELETE_THREAD,
+    EXPIRED_THREADS,
+    GET_VERSION,
+    HIDE_CHECKPOINT,
+    SET_VERSION,
+    THREAD_BLOB_TYPES,
+    THREAD_BLOBS,
+    THREAD_WRITES,
+    WRITE_COLUMNS,
+)
 from fastcheckpoint.errors import ConfigError
 
 __all__ = ["checkpoint_metadata"]  # metadata as upstream SqliteSaver stores it
@@ -74,12 +89,9 @@ MIGRATIONS: list[list[str]] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS fc_schema (version INTEGER NOT NULL)"
-GET_VERSION = "SELECT max(version) FROM fc_schema"
 # Guards a migration step: if another process got there first this finds no
 # row and the whole step is rolled back.
 CHECK_VERSION = "SELECT 1 WHERE ? = (SELECT coalesce(max(version), 0) FROM fc_schema)"
-SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
 
 # -- writing -------------------------------------------------------------------
 
@@ -93,9 +105,8 @@ INSERT_BLOB = """INSERT OR IGNORE INTO fc_blobs
 # Run before a delta is stored: its base must still be there (another process
 # may have pruned it since this one wrote it).
 BASE_EXISTS = "SELECT 1 FROM fc_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?"
-_WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
-UPSERT_WRITE = f"INSERT OR REPLACE INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {_WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+UPSERT_WRITE = f"INSERT OR REPLACE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 # -- reading one checkpoint (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) -----
 
@@ -105,9 +116,6 @@ GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoin
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET}"""
-
-
-BLOB_COLUMNS = "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
 
 
 def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS) -> str:
@@ -214,17 +222,6 @@ WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, 
 
 THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels, hidden, metadata,
     created_at FROM fc_checkpoints WHERE thread_id = ?"""
-THREAD_BLOB_TYPES = "SELECT checkpoint_ns, channel, version, type FROM fc_blobs WHERE thread_id = ?"
-DELETE_THREAD = [
-    "DELETE FROM fc_checkpoints WHERE thread_id = ?",
-    "DELETE FROM fc_blobs WHERE thread_id = ?",
-    "DELETE FROM fc_writes WHERE thread_id = ?",
-]
-HIDE_CHECKPOINT = "UPDATE fc_checkpoints SET hidden = 1 WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
-DELETE_CHECKPOINT = [
-    "DELETE FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-    "DELETE FROM fc_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
-]
 # Frees the blobs of a thread that no checkpoint (visible or hidden) needs,
 # directly or as a delta base.
 GC_BLOBS = (
@@ -252,12 +249,6 @@ THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
 
 # -- retention and inspection -------------------------------------------------------
 
-# Threads whose last checkpoint was stored at or before ?1 and that have more
-# than ?2 visible checkpoints in some namespace.
-EXPIRED_THREADS = """SELECT thread_id FROM (
-        SELECT thread_id, checkpoint_ns, count(*) AS n, max(coalesce(created_at, 0)) AS t
-        FROM fc_checkpoints WHERE hidden = 0 GROUP BY thread_id, checkpoint_ns) g
-    GROUP BY thread_id HAVING max(t) <= ?1 AND max(n) > ?2 ORDER BY thread_id"""
 # Per thread: visible checkpoints, last write, bytes stored (checkpoint rows, blobs, writes).
 THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0)
     FROM (SELECT thread_id, sum(1 - hidden) AS n, max(created_at) AS updated,
@@ -271,8 +262,4 @@ THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes
 # inspection, verification and copying between databases.
 THREAD_ROWS = """SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata,
     channels, hidden, created_at FROM fc_checkpoints WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id"""
-THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
-THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
-    FROM fc_writes WHERE thread_id = ?"""
-ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"
 TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
