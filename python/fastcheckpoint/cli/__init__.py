@@ -77,7 +77,9 @@ def _tuple(db: Database, thread_id: str, ns: str, ref: str | None) -> Any:
 
 
 def _all_threads(db: Database) -> list[str]:
-    return sorted(r[0] for r in db.run(query_op(db.ours().sql.THREAD_STATS)))
+    from fastcheckpoint._copy import keys_op
+
+    return sorted({key[0] for key in db.run(keys_op(db.ours()))})
 
 
 # -- commands ---------------------------------------------------------------------------

@@ -13,12 +13,15 @@ from fastcheckpoint._native import ENVELOPE_TYPE, assemble_chain, blob_info
 from fastcheckpoint._saver import StoreSaver
 
 
-def _logical_sizes(blobs: dict[tuple[str, str, str], tuple[str, bytes, str | None]]) -> dict[tuple[str, str, str], int]:
-    """Bytes of each version's whole value (a delta rebuilt with its chain)."""
+def _logical_sizes(
+    blobs: dict[tuple[str, str, str], tuple[str, bytes, str | None]], body: dict[tuple[str, str, str], int]
+) -> dict[tuple[str, str, str], int]:
+    """Bytes of each version's whole value (a delta rebuilt with its chain);
+    ``body``: each blob's decompressed body size."""
     out: dict[tuple[str, str, str], int] = {}
     for key, (type_, data, base) in blobs.items():
         if type_ != ENVELOPE_TYPE or base is None:
-            out[key] = len(data) if type_ != ENVELOPE_TYPE else blob_info(data)[3]
+            out[key] = body[key]
             continue
         chain, k = [data], key
         while base is not None:
@@ -38,7 +41,8 @@ def thread_stats(saver: StoreSaver, thread_id: str, channels: dict[str, dict[str
     whole state it stands for."""
     rows, blob_rows, _ = saver._run(OurTables(saver).rows_op(thread_id))
     blobs = {(b[1], b[2], b[3]): (b[4], bytes(b[5] or b""), b[6]) for b in blob_rows}
-    logical = _logical_sizes(blobs)
+    body = {k: blob_info(b[1])[3] if b[0] == ENVELOPE_TYPE else len(b[1]) for k, b in blobs.items()}
+    logical = _logical_sizes(blobs, body)
     for key, (type_, data, base) in blobs.items():
         c = channels.setdefault(
             key[1], {"versions": 0, "keyframes": 0, "deltas": 0, "stored": 0, "body": 0, "logical": 0}
@@ -46,11 +50,9 @@ def thread_stats(saver: StoreSaver, thread_id: str, channels: dict[str, dict[str
         c["versions"] += 1
         c["stored"] += len(data)
         c["logical"] += logical[key]
+        c["body"] += body[key]
         if type_ == ENVELOPE_TYPE:
             c["deltas" if base is not None else "keyframes"] += 1
-            c["body"] += blob_info(data)[3]
-        else:
-            c["body"] += len(data)
     history = []
     seen: set[tuple[str, str, str]] = set()
     for r in rows:

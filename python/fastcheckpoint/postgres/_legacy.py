@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
-from fastcheckpoint._copy import Key, Record, copy_op, keys_op, pending
+from fastcheckpoint._copy import Key, Record, pending, take_over_op
 from fastcheckpoint._saver import Op, Read
 
 if TYPE_CHECKING:
@@ -100,5 +100,4 @@ def migrate_upstream_op(saver: StoreSaver) -> Op[int]:
     source = yield from UpstreamPostgres.detect_op(saver.serde)
     if source is None:
         return 0
-    done = yield from keys_op(saver)
-    return (yield from copy_op(source, saver, done, "fastcheckpoint: migrating upstream checkpoints"))
+    return (yield from take_over_op(saver, source))

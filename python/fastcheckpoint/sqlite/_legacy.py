@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
-from fastcheckpoint._copy import Key, Record, copy_op, keys_op, pending
+from fastcheckpoint._copy import Key, Record, pending, take_over_op
 from fastcheckpoint._native import SqliteStore
 from fastcheckpoint._saver import Op, Read
 
@@ -87,5 +87,4 @@ def migrate_upstream(saver: SqliteSaverBase, store: SqliteStore) -> int:
     source = saver._run(UpstreamSqlite.detect_op(saver.serde), store)
     if source is None:
         return 0
-    done = saver._run(keys_op(saver), store)
-    return saver._run(copy_op(source, saver, done, "fastcheckpoint: migrating upstream checkpoints"), store)
+    return saver._run(take_over_op(saver, source), store)
