@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-rust test-python bench lint install venv clean
+.PHONY: demo test test-rust test-python bench lint install venv crash-build clean
 
 $(VENV)/.created:
 	bash scripts/system-deps.sh
@@ -25,7 +25,15 @@ test-rust:
 	bash scripts/system-deps.sh
 	cargo test -p fastcheckpoint-core
 
-test-python: install
+# The reliability suite's crash-point build (cargo feature `crash-points`, a debug
+# build): installed into target/crash-points for the crash tests' child processes,
+# never as the package.
+crash-build: venv
+	rm -rf target/crash-wheel target/crash-points
+	$(VENV)/bin/maturin build -q --profile dev --features crash-points --auditwheel skip -o target/crash-wheel
+	$(PY) -m pip install -q --no-deps --target target/crash-points target/crash-wheel/*.whl
+
+test-python: install crash-build
 	bash scripts/pytest.sh $(VENV)
 
 test: test-rust test-python

@@ -23,7 +23,7 @@ from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.postgres.aio import AsyncPostgresSaver
 from tests import graphs
 from tests.test_sqlite import comparable
-from tests.worker import acks, expected_steps, hammer_all, loop_graph, spawn
+from tests.worker import acks, check_thread, expected_steps, hammer_all, loop_graph, spawn
 
 KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 # Client kills per crash test; raise for a longer run: FC_KILL_LOOPS=500 make test
@@ -141,9 +141,7 @@ def test_sigkilled_client_resumes_in_a_fresh_process(pg_uri) -> None:
         p.send_signal(signal.SIGKILL)
         out, _ = p.communicate(timeout=60)
         acked += acks(first + out)
-        with psycopg.connect(pg_uri) as raw:
-            stored = {r[0] for r in raw.execute("SELECT checkpoint_id FROM fc_checkpoints WHERE thread_id = 't'")}
-        assert not [c for _, c in acked if c not in stored], "acknowledged checkpoints lost"
+        check_thread(pg_uri, "t", acked)
     p = spawn("run", pg_uri, "t", str(steps))
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err

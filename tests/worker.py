@@ -1,6 +1,6 @@
 """A separate process driving a saver, for crash, restart and concurrency tests.
 
-    python -m tests.worker run DB THREAD STEPS   # run (or resume) a looping graph
+    python -m tests.worker run DB THREAD STEPS [DURABILITY]   # run (or resume) a looping graph
     python -m tests.worker hammer DB NAME PUTS   # 2 threads of raw puts: its own thread and "shared"
 
 DB is a SQLite path or a ``postgresql://`` URI.
@@ -12,6 +12,7 @@ so the parent knows exactly what was acknowledged before it killed us.
 from __future__ import annotations
 
 import operator
+import os
 import subprocess
 import sys
 import threading
@@ -75,7 +76,7 @@ def loop_graph() -> StateGraph:
     def work(state: LoopState) -> dict:
         n = len(state.get("steps", []))
         time.sleep(0.001)
-        return {"steps": [f"step {n}: " + "x" * 1000]}
+        return {"steps": [step_item(n)]}
 
     def more(state: LoopState) -> str:
         return "work" if len(state["steps"]) < state["target"] else END
@@ -87,16 +88,20 @@ def loop_graph() -> StateGraph:
     return g
 
 
+def step_item(i: int) -> str:
+    return f"step {i}: " + "x" * 1000
+
+
 def expected_steps(n: int) -> list[str]:
-    return [f"step {i}: " + "x" * 1000 for i in range(n)]
+    return [step_item(i) for i in range(n)]
 
 
-def run(db: str, thread: str, steps: int) -> None:
+def run(db: str, thread: str, steps: int, durability: str = "sync") -> None:
     with open_saver(db, acking=True) as saver:
         app = loop_graph().compile(checkpointer=saver)
         cfg = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
         started = app.get_state(cfg).values
-        app.invoke(None if started else {"steps": [], "target": steps}, cfg, durability="sync")
+        app.invoke(None if started else {"steps": [], "target": steps}, cfg, durability=durability)
         print("done", flush=True)
 
 
@@ -139,11 +144,13 @@ def hammer(db: str, name: str, puts: int) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(*args: str) -> subprocess.Popen:
-    """Starts ``python -m tests.worker ARGS`` with its output piped."""
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Starts ``python -m tests.worker ARGS`` with its output piped (``env``:
+    variables added to ours)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tests.worker", *args],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -152,6 +159,32 @@ def spawn(*args: str) -> subprocess.Popen:
 
 def acks(out: str) -> list[tuple[str, str]]:
     return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("ack ")]
+
+
+def check_thread(db: str, thread: str, acked: list[tuple[str, str]]) -> int:
+    """What a crash must leave of a ``run`` thread: every acknowledged checkpoint
+    present; every visible one complete (its values rebuild and match its step)
+    and with its parent; each task's pending writes whole (every task writes
+    ``steps``, the branch only with it). Returns how many are visible.
+
+    (A child checkpoint without its parent's writes is not torn: LangGraph
+    submits put_writes and the next put concurrently, even under "sync".)"""
+    with open_saver(db) as saver:
+        tuples = list(saver.list({"configurable": {"thread_id": thread}}))
+    ids = {t.config["configurable"]["checkpoint_id"] for t in tuples}
+    lost = [c for t, c in acked if t == thread and c not in ids]
+    assert not lost, f"{len(lost)} acknowledged checkpoints lost"
+    parents = {t.parent_config["configurable"]["checkpoint_id"] for t in tuples if t.parent_config}
+    assert parents <= ids, "a checkpoint is visible without its parent"
+    for t in tuples:
+        n = max(t.metadata["step"], 0)
+        steps = t.checkpoint["channel_values"].get("steps", [])
+        assert len(steps) == n and (n == 0 or steps[-1] == step_item(n - 1)), "a checkpoint's values are incomplete"
+        tasks: dict[str, set[str]] = {}
+        for task_id, channel, _ in t.pending_writes:
+            tasks.setdefault(task_id, set()).add(channel)
+        assert all("steps" in chans for chans in tasks.values()), "a task's writes were stored in part"
+    return len(tuples)
 
 
 def hammer_all(db: str, procs: int, puts: int) -> list[tuple[str, str]]:
@@ -175,7 +208,7 @@ def hammer_all(db: str, procs: int, puts: int) -> list[tuple[str, str]]:
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "run":
-        run(args[0], args[1], int(args[2]))
+        run(args[0], args[1], int(args[2]), *args[3:])
     elif mode == "hammer":
         hammer(args[0], args[1], int(args[2]))
     else:

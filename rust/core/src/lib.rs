@@ -8,7 +8,9 @@
 //!   reconstruction of a full msgpack array from a delta chain.
 //! * [`store`]: the SQLite store (rusqlite on the system library): batched
 //!   transactions, WAL, lock waits.
+//! * [`crash`]: crash points on the write path (test builds only).
 
+pub mod crash;
 pub mod delta;
 pub mod envelope;
 pub mod error;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
+use crate::crash;
+
 /// One statement of a batch: SQL, bound parameters, and what it must do.
 pub struct Stmt {
     pub sql: String,
@@ -136,6 +138,7 @@ impl Store {
     }
 
     fn write_once(conn: &Connection, batch: &[Stmt]) -> Result<Vec<usize>> {
+        crash::point("begin");
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
         let mut counts = Vec::with_capacity(batch.len());
         for (i, s) in batch.iter().enumerate() {
@@ -156,8 +159,11 @@ impl Store {
                 return Err(StoreError::MissingRow(i));
             }
             counts.push(n);
+            crash::point("row");
         }
+        crash::point("commit");
         tx.commit()?;
+        crash::point("committed");
         Ok(counts)
     }
 

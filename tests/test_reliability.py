@@ -1,0 +1,107 @@
+"""The reliability harness: crashes at random moments and at chosen points of
+the write path, I/O faults, corruption. Each loop has a knob for long runs by
+hand (FC_KILL_LOOPS, FC_CRASH_LOOPS, FC_FLIP_LOOPS)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from fastcheckpoint.sqlite import SqliteSaver
+from tests.worker import acks, check_thread, expected_steps, loop_graph, spawn
+
+ROOT = Path(__file__).resolve().parent.parent
+KILL_LOOPS = int(os.environ.get("FC_KILL_LOOPS", "20"))
+CRASH_LOOPS = int(os.environ.get("FC_CRASH_LOOPS", "4"))
+# `make test` builds the extension with crash points (cargo feature
+# `crash-points`) into this directory; the package itself never has them.
+CRASH_BUILD = ROOT / "target" / "crash-points"
+
+
+def cfg(thread: str) -> dict:
+    return {"configurable": {"thread_id": thread}, "recursion_limit": 100_000}
+
+
+def integrity(db: str) -> str:
+    raw = sqlite3.connect(db)
+    try:
+        return raw.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        raw.close()
+
+
+def finish_and_compare(db: str, steps: int) -> None:
+    """Resumes the thread in a fresh, uncrashed process; the result must equal
+    an uncrashed run's."""
+    p = spawn("run", db, "t", str(steps))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    with SqliteSaver.from_conn_string(db) as saver:
+        state = loop_graph().compile(checkpointer=saver).get_state(cfg("t"))
+        assert state.values["steps"] == expected_steps(steps) and state.next == ()
+    assert check_thread(db, "t", []) >= steps
+
+
+@pytest.mark.parametrize("durability", ["sync", "async"])
+def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, durability) -> None:
+    db = str(tmp_path / "c.db")
+    loops = KILL_LOOPS if durability == "sync" else max(2, KILL_LOOPS // 2)
+    steps = 100 * loops
+    rng = random.Random(1234)
+    acked: list[tuple[str, str]] = []
+    kills = 0
+    for _ in range(loops):
+        p = spawn("run", db, "t", str(steps), durability)
+        assert p.stdout is not None
+        first = p.stdout.readline()  # the run is under way: kill it at a random moment
+        time.sleep(rng.uniform(0, 0.25))
+        p.send_signal(signal.SIGKILL)
+        out, _ = p.communicate(timeout=60)
+        kills += p.returncode == -signal.SIGKILL
+        acked += acks(first + out)
+        assert integrity(db) == "ok"
+        check_thread(db, "t", acked)
+        if "done" in out:
+            break
+    assert kills >= loops // 2, "most runs must have been killed mid-way"
+    finish_and_compare(db, steps)
+
+
+@pytest.fixture(scope="module")
+def crash_build() -> str:
+    if not (CRASH_BUILD / "fastcheckpoint").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("the crash-point build is missing: `make test` builds it")
+        pytest.skip("the crash-point build is missing: run `make crash-build`")
+    return str(CRASH_BUILD)
+
+
+@pytest.mark.parametrize("point", ["begin", "row", "commit", "committed"])
+def test_crash_points_in_the_write_path(tmp_path, crash_build, point) -> None:
+    """abort() inside a write batch: before BEGIN, after a statement, before
+    COMMIT, after COMMIT but before the put returns."""
+    db = str(tmp_path / "c.db")
+    steps = 60
+    rng = random.Random(point)
+    acked: list[tuple[str, str]] = []
+    crashes = 0
+    for _ in range(CRASH_LOOPS):
+        nth = rng.randint(1, 25 if point == "row" else 10)
+        env = {"PYTHONPATH": crash_build, "FASTCHECKPOINT_CRASH_AT": f"{point}:{nth}"}
+        p = spawn("run", db, "t", str(steps), "sync", env=env)
+        out, err = p.communicate(timeout=120)
+        acked += acks(out)
+        if p.returncode == 0:
+            break
+        assert p.returncode == -signal.SIGABRT, err
+        crashes += 1
+        assert integrity(db) == "ok"
+        check_thread(db, "t", acked)
+    assert crashes >= min(CRASH_LOOPS, 2)
+    finish_and_compare(db, steps)
