@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from fastcheckpoint.sqlite import SqliteSaver
-from tests.worker import acks, check_thread, expected_steps, loop_graph, spawn
+from tests.worker import acks, check_thread, expected_steps, item, loop_graph, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 KILL_LOOPS = int(os.environ.get("FC_KILL_LOOPS", "20"))
@@ -105,3 +108,47 @@ def test_crash_points_in_the_write_path(tmp_path, crash_build, point) -> None:
         check_thread(db, "t", acked)
     assert crashes >= min(CRASH_LOOPS, 2)
     finish_and_compare(db, steps)
+
+
+@pytest.mark.parametrize(
+    ("syscall", "errno", "synchronous", "error"),
+    [
+        ("pwrite64", "ENOSPC", "NORMAL", "DiskFullError"),
+        ("pwrite64", "EIO", "NORMAL", "StorageError"),
+        ("fdatasync", "EIO", "FULL", "StorageError"),
+        ("fdatasync", "ENOSPC", "FULL", "StorageError"),
+    ],
+)
+def test_io_faults_are_typed_errors_and_writes_resume(tmp_path, syscall, errno, synchronous, error) -> None:
+    """strace makes a run of the WAL file's writes (or syncs) fail, then stops:
+    each failed call raises a typed error, no failed put is stored in part, and
+    the same saver writes again once the fault clears."""
+    strace = shutil.which("strace")
+    if strace is None:  # scripts/system-deps.sh installs it
+        pytest.fail("strace is missing: run scripts/system-deps.sh")
+    db = str(tmp_path / "f.db")
+    puts = 40
+    cmd = [strace, "-f", "-qq", "-o", os.devnull, "-P", f"{db}-wal", "-e", f"trace={syscall}"]
+    cmd += ["-e", f"inject={syscall}:error={errno}:when=20..27"]
+    cmd += [sys.executable, "-m", "tests.worker", "faults", db, str(puts), synchronous]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    errors = [line.split()[1] for line in lines if line.startswith("err ")]
+    assert errors, "the fault was never hit"
+    assert set(errors) == {error}
+    last_error = max(i for i, line in enumerate(lines) if line.startswith("err "))
+    assert any(line.startswith("ack ") for line in lines[last_error:]), "writes did not resume"
+    assert integrity(db) == "ok"
+    acked = {c for _, c in acks(p.stdout)}
+    with SqliteSaver.from_conn_string(db) as saver:
+        stored = list(saver.list(cfg("t")))
+        assert acked <= {t.config["configurable"]["checkpoint_id"] for t in stored}
+        # Stored = acknowledged, or a put whose commit reached the file before
+        # its sync failed: complete either way.
+        for t in stored:
+            step = t.metadata["step"]
+            assert t.checkpoint["channel_values"]["items"] == [item("t", j) for j in range(step + 1)]
+            assert [w[1:] for w in t.pending_writes] in ([], [("c", step)])
+    verify = subprocess.run([sys.executable, "-m", "fastcheckpoint", "verify", db], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

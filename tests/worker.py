@@ -2,6 +2,7 @@
 
     python -m tests.worker run DB THREAD STEPS [DURABILITY]   # run (or resume) a looping graph
     python -m tests.worker hammer DB NAME PUTS   # 2 threads of raw puts: its own thread and "shared"
+    python -m tests.worker faults DB PUTS SYNC   # SQLite puts that go on after errors (run under strace)
 
 DB is a SQLite path or a ``postgresql://`` URI.
 
@@ -139,6 +140,45 @@ def hammer(db: str, name: str, puts: int) -> None:
     print("done", flush=True)
 
 
+def item(thread: str, j: int) -> str:
+    return f"{thread}-{j}: " + "y" * 300
+
+
+def grow(saver, thread: str, puts: int, on_error=None) -> None:
+    """``puts`` puts of a growing list (the delta path), each followed by a
+    put_writes; a failed call goes to ``on_error`` and the next put retries
+    from the last acknowledged checkpoint. Checkpoint i holds items 0..i."""
+    parent = version = None
+    for i in range(puts):
+        cp = empty_checkpoint()
+        version = saver.get_next_version(version, None)
+        cp["channel_values"] = {"items": [item(thread, j) for j in range(i + 1)]}
+        cp["channel_versions"] = {"items": version}
+        cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
+        try:
+            stored = saver.put(cfg, cp, {"step": i}, {"items": version})["configurable"]["checkpoint_id"]
+            ack(thread, stored)
+            saver.put_writes({"configurable": {**cfg["configurable"], "checkpoint_id": stored}}, [("c", i)], "t")
+            parent = stored
+        except Exception as e:
+            if on_error is None:
+                raise
+            on_error(e)
+
+
+def faults(db: str, puts: int, synchronous: str) -> None:
+    """One thread of puts; each failure is printed as ``err <class>`` and the
+    run goes on."""
+    with SqliteSaver.from_conn_string(db, synchronous=synchronous) as saver:
+
+        def report(e: Exception) -> None:
+            with _print_lock:
+                print("err", type(e).__name__, str(e).replace("\n", " "), flush=True)
+
+        grow(saver, "t", puts, report)
+    print("done", flush=True)
+
+
 # -- the parent's side -------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,6 +249,8 @@ if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "run":
         run(args[0], args[1], int(args[2]), *args[3:])
+    elif mode == "faults":
+        faults(args[0], int(args[1]), args[2])
     elif mode == "hammer":
         hammer(args[0], args[1], int(args[2]))
     else:
