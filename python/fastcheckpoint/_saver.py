@@ -46,8 +46,10 @@ from fastcheckpoint._native import DeltaWriter
 from fastcheckpoint._storage import (
     Stored,
     checkpoint_ns_of,
+    dumps,
     encode_channels,
     load_channel,
+    loads,
     needed_ancestors,
     thread_id_of,
 )
@@ -254,7 +256,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
     ) -> CheckpointTuple:
         thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row[:7]
         serde = self.serde
-        checkpoint: Checkpoint = serde.loads_typed((type_, bytes(data)))
+        where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r}"
+        checkpoint: Checkpoint = loads(serde, (type_, bytes(data)), lambda: where)
         values: dict[str, Any] = {}
         for ch, ver in checkpoint["channel_versions"].items():
             key = (thread_id, ns, ch, str(ver))
@@ -266,10 +269,10 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 key,
                 blobs.get,
                 cache,
-                lambda ch=ch: f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r} channel {ch!r}",
+                lambda ch=ch: f"{where} channel {ch!r}",
             )
         pending: list[PendingWrite] = [
-            (w[0], w[1], serde.loads_typed((w[2], bytes(w[3]))))
+            (w[0], w[1], loads(serde, (w[2], bytes(w[3])), lambda w=w: f"{where} write {w[1]!r} of task {w[0]!r}"))
             for w in sorted(writes, key=lambda w: writes_sort_key(w[4], w[0], w[5]))
         ]
         return CheckpointTuple(
@@ -403,9 +406,13 @@ class StoreSaver(BaseCheckpointSaver[str]):
             lst.sort(key=lambda w: writes_sort_key(w[4], w[0], w[5]))
         blobs = self._blobs(seed_rows)
         result: dict[str, DeltaChannelHistory] = {}
+
+        def where(cid: str, ch: str) -> str:
+            return f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {cid!r} write {ch!r}"
+
         for ch in channels:
             writes: list[PendingWrite] = [
-                (w[0], w[1], self.serde.loads_typed((w[2], bytes(w[3]))))
+                (w[0], w[1], loads(self.serde, (w[2], bytes(w[3])), lambda cid=cid, ch=ch: where(cid, ch)))
                 for cid in reversed(chain[ch])
                 for w in by_cid.get(cid, ())
                 if w[1] == ch
@@ -440,7 +447,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             ns,
             checkpoint["id"],
             config["configurable"].get("checkpoint_id"),
-            *self.serde.dumps_typed(c),
+            *dumps(self.serde, c),
             metadata_json(self.sql, config, metadata),
             json.dumps(c["channel_versions"]),
             self.clock(),
@@ -517,7 +524,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         row = (
             *key,
             parent_id,
-            *self.serde.dumps_typed(checkpoint),
+            *dumps(self.serde, checkpoint),
             metadata_json or "{}",
             json.dumps(versions),
             created_at,
@@ -536,7 +543,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         serde = self.serde
         key = (thread_id, ns, checkpoint_id, task_id, task_path)
         batch = [
-            (query, (*key, WRITES_IDX_MAP.get(ch, idx), ch, *serde.dumps_typed(value)), False)
+            (query, (*key, WRITES_IDX_MAP.get(ch, idx), ch, *dumps(serde, value)), False)
             for idx, (ch, value) in enumerate(writes)
         ]
         if batch:

@@ -4,8 +4,9 @@ blobs and back, independent of where the blobs live.
 * Only channels named in ``new_versions`` are written (unchanged channels keep
   pointing at the stored ``(channel, version)``).
 * With a ``RustSerializer``, lists are stored as keyframes or element deltas and
-  every blob is a checksummed (and, when large, zstd-compressed) envelope tagged
-  ``ENVELOPE_TYPE``. Any other serializer (``EncryptedSerializer``, a custom
+  every blob, checkpoint row and pending write is a checksummed (and, when
+  large, zstd-compressed) envelope tagged ``ENVELOPE_TYPE``: a damaged byte is
+  an error, never other data. Any other serializer (``EncryptedSerializer``, a custom
   ``JsonPlusSerializer``) is used exactly as upstream uses it.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, SerializerProtocol
 
-from fastcheckpoint._native import ENVELOPE_TYPE, Codec, DeltaWriter, delta_base
+from fastcheckpoint._native import ENVELOPE_TYPE, Codec, DeltaWriter, delta_base, seal
 from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError
 from fastcheckpoint.serde import RustSerializer, default_serializer
 
@@ -48,6 +49,28 @@ def codec_of(serde: SerializerProtocol) -> Codec:
     if isinstance(serde, RustSerializer):
         return serde.codec
     return default_serializer().codec
+
+
+def dumps(serde: SerializerProtocol, obj: Any) -> Typed:
+    """How a checkpoint row or a pending write is stored: sealed in a
+    checksummed envelope when the serializer is ours (bytes and None stay as
+    upstream stores them)."""
+    type_, data = serde.dumps_typed(obj)
+    if type_ == "msgpack" and isinstance(serde, RustSerializer):
+        return ENVELOPE_TYPE, seal(data)
+    return type_, data
+
+
+def loads(serde: SerializerProtocol, typed: Typed, where: Callable[[], str]) -> Any:
+    """Reads what ``dumps`` stored (or an upstream row); ``where()`` names the
+    row in errors."""
+    type_, data = typed
+    try:
+        if type_ == ENVELOPE_TYPE:
+            return codec_of(serde).loads_chain([data])
+        return serde.loads_typed((type_, data))
+    except CheckpointError as e:
+        raise type(e)(f"{where()}: {e}") from e
 
 
 def encode_channels(

@@ -27,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(writer::delta_base, m)?)?;
     m.add_function(wrap_pyfunction!(writer::blob_info, m)?)?;
     m.add_function(wrap_pyfunction!(writer::is_envelope, m)?)?;
+    m.add_function(wrap_pyfunction!(writer::seal, m)?)?;
     m.add("ENVELOPE_TYPE", writer::ENVELOPE_TYPE)?;
     Ok(())
 }

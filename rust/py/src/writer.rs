@@ -171,6 +171,14 @@ pub fn blob_info(blob: &[u8]) -> PyResult<(Option<String>, u32, u32, usize, bool
     Ok((base, keep, total, i.body_len, i.compressed))
 }
 
+/// Wraps whole msgpack bytes in an envelope (checksum; zstd when large), the
+/// GIL released: how the savers store checkpoint rows and pending writes.
+#[pyfunction]
+pub fn seal<'py>(py: Python<'py>, data: PyBackedBytes) -> Bound<'py, PyBytes> {
+    let blob = py.detach(|| envelope::seal(&data, None));
+    PyBytes::new(py, &blob)
+}
+
 /// True when the bytes start like one of our envelopes.
 #[pyfunction]
 pub fn is_envelope(blob: &[u8]) -> bool {
