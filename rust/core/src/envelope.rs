@@ -14,8 +14,9 @@ const FLAG_ZSTD: u8 = 1;
 const FLAG_DELTA: u8 = 2;
 const HEADER: usize = 8;
 /// Bodies at least this large are zstd-compressed (kept only when smaller):
-/// even one chat message usually shrinks, and deltas are mostly one or two.
-pub const COMPRESS_THRESHOLD: usize = 256;
+/// even a checkpoint row shrinks (its version strings repeat), and so do most
+/// deltas of one or two messages.
+pub const COMPRESS_THRESHOLD: usize = 64;
 /// Largest body we agree to decompress (a bound against decompression bombs).
 pub const MAX_BODY: usize = 1 << 30;
 const ZSTD_LEVEL: i32 = 1;
