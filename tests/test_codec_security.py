@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -13,7 +14,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from fastcheckpoint.errors import CheckpointError, DeserializationError, DisallowedTypeError
 from fastcheckpoint.serde import RustSerializer
-from tests.corpus import Profile, corpus
+from tests.corpus import Point, Profile, corpus
 
 
 def ext(code: int, payload) -> bytes:
@@ -189,3 +190,61 @@ def test_malformed_numpy_payloads_are_typed_errors(data: bytes) -> None:
     # (dtype, shape, order, buffer) tuple.
     with pytest.raises(DeserializationError):
         RustSerializer().loads_typed(("msgpack", data))
+
+
+def lc_json(lc: int, target: tuple[str, str], cmd: str) -> bytes:
+    args = {"kwargs": {"args": cmd}} if lc == 1 else {"args": [cmd]}
+    return json.dumps({"lc": lc, "type": "constructor", "id": list(target), **args}).encode()
+
+
+@pytest.mark.parametrize("target", CALLABLES, ids=lambda t: ".".join(t))
+@pytest.mark.parametrize("lc", [1, 2])
+def test_json_tags_naming_callables_are_refused_in_strict_mode(lc, target, canary) -> None:
+    with pytest.raises(DisallowedTypeError):
+        RustSerializer(allowed_msgpack_modules=None).loads_typed(("json", lc_json(lc, target, f"touch {canary}")))
+
+
+@pytest.mark.parametrize("target", CALLABLES, ids=lambda t: ".".join(t))
+def test_json_tags_never_call_functions_even_when_json_modules_are_allowed(target, tmp_path, canary) -> None:
+    payload = lc_json(2, target, f"touch {canary}")
+    with pytest.raises(DisallowedTypeError, match="not a data type"):
+        RustSerializer(allowed_json_modules=True).loads_typed(("json", payload))
+    # Upstream's default leaves the dict inert, and so do we.
+    assert RustSerializer().loads_typed(("json", payload)) == json.loads(payload)
+    if target == ("os", "system"):  # what upstream does once the modules are allowed
+        ran = tmp_path / "ran"
+        JsonPlusSerializer(allowed_json_modules=True).loads_typed(("json", lc_json(2, target, f"touch {ran}")))
+        assert ran.exists()
+
+
+def test_json_data_types_still_revive() -> None:
+    payload = json.dumps(
+        {"lc": 2, "type": "constructor", "id": ["tests", "corpus", "Point"], "kwargs": {"x": 1, "y": 2}}
+    ).encode()
+    assert RustSerializer(allowed_json_modules=True).loads_typed(("json", payload)) == Point(x=1, y=2)
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "default"])
+def test_delta_snapshots_wrapping_callables_are_refused(strict, canary) -> None:
+    inner = ormsgpack.Ext(0, ormsgpack.packb(["os", "system", f"touch {canary}"]))
+    blob = ormsgpack.packb(ormsgpack.Ext(7, ormsgpack.packb([inner])))
+    with pytest.raises(DisallowedTypeError):
+        RustSerializer(allowed_msgpack_modules=None if strict else True).loads_typed(("msgpack", blob))
+
+
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "default"])
+def test_unencrypted_rows_under_encryption_are_still_refused(strict, canary) -> None:
+    """EncryptedSerializer reads a row without the "+aes" suffix with its inner
+    serializer: a crafted plain row meets our refusals, not a call."""
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    inner = RustSerializer(allowed_msgpack_modules=None if strict else True)
+    serde = EncryptedSerializer.from_pycryptodome_aes(serde=inner, key=b"k" * 16)
+    with pytest.raises(DisallowedTypeError):
+        serde.loads_typed(("msgpack", ext(0, ["os", "system", f"touch {canary}"])))
+    hostile = lc_json(2, ("os", "system"), f"touch {canary}")
+    if strict:
+        with pytest.raises(DisallowedTypeError):
+            serde.loads_typed(("json", hostile))
+    else:  # inert, as upstream's default leaves it
+        assert serde.loads_typed(("json", hostile)) == json.loads(hostile)

@@ -10,15 +10,17 @@ permissive default only constructs data types (see README, "Differences").
 
 from __future__ import annotations
 
+import importlib
 import pickle
 from collections.abc import Iterable
 from typing import Any, Literal
 
 from langgraph.checkpoint.serde import _msgpack as _lg_msgpack
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer, _is_safe_json_type
 
+from fastcheckpoint._cold import is_data_type
 from fastcheckpoint._native import ENVELOPE_TYPE, Codec
-from fastcheckpoint.errors import DisallowedTypeError, UnknownSerializationTypeError
+from fastcheckpoint.errors import CheckpointError, DisallowedTypeError, UnknownSerializationTypeError
 
 EMPTY_BYTES = b""
 
@@ -98,6 +100,44 @@ class RustSerializer(JsonPlusSerializer):
                 "refused to unpickle stored data: pass RustSerializer(pickle_fallback=True) to allow it"
             )
         raise UnknownSerializationTypeError(f"Unknown serialization type: {type_}")
+
+    # -- the legacy "json" type: upstream's revival, with our refusals ----------------
+
+    def _reviver(self, value: dict[str, Any]) -> Any:
+        lc, id_ = value.get("lc"), value.get("id")
+        if value.get("type") != "constructor" or not isinstance(id_, list):
+            return super()._reviver(value)
+        name = ".".join(map(str, id_))
+        if lc == 2 and not self._codec.permissive and not _is_safe_json_type(id_):
+            allowed = self._allowed_json_modules
+            if allowed is not True and tuple(id_) not in (allowed or ()):
+                # Upstream returns the raw dict here; strict mode refuses.
+                raise DisallowedTypeError(f"refused to revive {name} from stored JSON: not in allowed_json_modules")
+        try:
+            return super()._reviver(value)
+        except CheckpointError:
+            raise
+        except ValueError as e:
+            if lc != 1:
+                raise
+            # langchain-core's loader refusing a class it does not allow.
+            raise DisallowedTypeError(f"refused to revive {name} from stored JSON: {e}") from e
+
+    def _revive_lc2(self, value: dict[str, Any]) -> Any:
+        # Upstream calls whatever an allowed id names (``os.system`` under
+        # ``allowed_json_modules=True``); we construct data types only.
+        self._check_allowed_json_modules(value)
+        *module, name = value["id"]
+        try:
+            cls = getattr(importlib.import_module(".".join(module)), name)
+        except Exception:
+            return super()._revive_lc2(value)  # upstream's warning and None
+        if not _is_safe_json_type(value["id"]) and not is_data_type(cls):
+            raise DisallowedTypeError(
+                f"refused to revive {'.'.join(value['id'])} from stored JSON: it is not a data type "
+                "(pydantic model, dataclass, enum, named tuple or standard value type)"
+            )
+        return super()._revive_lc2(value)
 
 
 _default: RustSerializer | None = None
