@@ -1,10 +1,9 @@
 """SqliteSaver specifics: upstream take-over, one SQLite library, corruption,
-filters, several processes on one file, and SIGKILL at random moments."""
+filters, several processes on one file (crashes: test_reliability.py)."""
 
 from __future__ import annotations
 
 import ctypes
-import os
 import sqlite3
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from tests import graphs
 from tests.worker import expected_steps, hammer_all, loop_graph, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
-# Kills per crash test; raise for a longer run: FC_KILL_LOOPS=500 make test
-KILL_LOOPS = int(os.environ.get("FC_KILL_LOOPS", "20"))
 
 
 def cfg(thread: str, **extra) -> dict:
