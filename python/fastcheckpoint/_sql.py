@@ -1,6 +1,7 @@
 """Statements both SQL dialects write the same way (``sqlite._schema`` and
 ``postgres._schema`` re-export them, so the shared saver finds every
-statement by name on its backend's module)."""
+statement by name on its backend's module), and builders for the ones that
+differ only in an expression the dialect passes in."""
 
 from __future__ import annotations
 
@@ -38,3 +39,55 @@ THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
 THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
     FROM fc_writes WHERE thread_id = ?"""
 ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"
+
+
+# -- builders (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) --------------------
+
+
+def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS) -> str:
+    """Blob rows of the ``wanted`` (thread, ns, channel, version) tuples plus
+    every delta base they need, in one query (``ctes``: extra common table
+    expressions ``wanted`` may use). Versions are compared as text: that is
+    how ``fc_blobs`` stores them and how delta headers name them."""
+    return f"""WITH RECURSIVE {ctes}need(thread_id, checkpoint_ns, channel, version) AS (
+        {wanted}
+        UNION
+        SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
+            ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
+            AND b.channel = n.channel AND b.version = n.version
+        WHERE b.base IS NOT NULL
+    )
+    SELECT {columns} FROM need n JOIN fc_blobs b
+        ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
+        AND b.channel = n.channel AND b.version = n.version"""
+
+
+def target_writes(target: str) -> str:
+    """The pending writes of the checkpoint ``target`` selects."""
+    return f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {target}"""
+
+
+def page_writes(page: str) -> str:
+    """The pending writes of every checkpoint of a ``list`` page."""
+    return f"""WITH page AS ({page})
+        SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.type, w.value, w.task_path, w.idx
+        FROM fc_writes w JOIN page p ON w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+            AND w.checkpoint_id = p.checkpoint_id"""
+
+
+def ancestors(target: str, channels: str) -> str:
+    """The target's ancestors, nearest first, with ``channels`` (their channel
+    versions as JSON text). Hidden ones are included: they are kept exactly so
+    this walk can pass through them. Depth bounds a corrupt cycle."""
+    return f"""WITH RECURSIVE anc(depth, cid) AS (
+        SELECT 1, parent_checkpoint_id FROM fc_checkpoints
+        WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {target} AND hidden = 0
+        UNION ALL
+        SELECT a.depth + 1, c.parent_checkpoint_id FROM anc a JOIN fc_checkpoints c
+            ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+        WHERE a.depth < 1000000
+    )
+    SELECT c.checkpoint_id, {channels} FROM anc a JOIN fc_checkpoints c
+        ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+    ORDER BY a.depth"""

@@ -35,6 +35,10 @@ from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver fi
     THREAD_BLOBS,
     THREAD_WRITES,
     WRITE_COLUMNS,
+    ancestors,
+    chain_query,
+    page_writes,
+    target_writes,
 )
 
 __all__ = ["checkpoint_metadata"]  # metadata as upstream PostgresSaver stores it (without "writes")
@@ -120,24 +124,7 @@ _TARGET = """coalesce(?3::text, (SELECT max(checkpoint_id) FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0))"""
 GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata::text FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
-GET_WRITES = f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
-    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET}"""
-
-
-def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS) -> str:
-    """Blob rows of the ``wanted`` (thread, ns, channel, version) tuples plus
-    every delta base they need, in one query."""
-    return f"""WITH RECURSIVE {ctes}need(thread_id, checkpoint_ns, channel, version) AS (
-        {wanted}
-        UNION
-        SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
-            ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
-            AND b.channel = n.channel AND b.version = n.version
-        WHERE b.base IS NOT NULL
-    )
-    SELECT {columns} FROM need n JOIN fc_blobs b
-        ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
-        AND b.channel = n.channel AND b.version = n.version"""
+GET_WRITES = target_writes(_TARGET)
 
 
 GET_BLOBS = chain_query(
@@ -171,26 +158,12 @@ def list_queries(where: str) -> tuple[str, str, str]:
             FROM page p, jsonb_each_text(p.channels) j""",
         ctes=f"page AS ({page}), ",
     )
-    writes = f"""WITH page AS ({page})
-        SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.type, w.value, w.task_path, w.idx
-        FROM fc_writes w JOIN page p ON w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
-            AND w.checkpoint_id = p.checkpoint_id"""
-    return page, blobs, writes
+    return page, blobs, page_writes(page)
 
 
 # -- DeltaChannel history ---------------------------------------------------------
 
-ANCESTORS = f"""WITH RECURSIVE anc(depth, cid) AS (
-        SELECT 1, parent_checkpoint_id FROM fc_checkpoints
-        WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0
-        UNION ALL
-        SELECT a.depth + 1, c.parent_checkpoint_id FROM anc a JOIN fc_checkpoints c
-            ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
-        WHERE a.depth < 1000000
-    )
-    SELECT c.checkpoint_id, c.channels::text FROM anc a JOIN fc_checkpoints c
-        ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
-    ORDER BY a.depth"""
+ANCESTORS = ancestors(_TARGET, "c.channels::text")
 BLOB_TYPES = """SELECT channel, version, type FROM fc_blobs
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel IN (SELECT jsonb_array_elements_text(?3::text::jsonb))"""
 WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
