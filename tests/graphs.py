@@ -144,3 +144,23 @@ def subgraph_parent():
     g.add_edge("outer", "child")
     g.add_edge("child", END)
     return g
+
+
+def continue_after_another_saver_deleted_the_thread(a, b) -> None:
+    """A chat runs on saver ``a``; saver ``b`` (another process or worker on the
+    same database) deletes the thread while ``a``'s writer still remembers its
+    last list. Chatting on through ``a`` must not store a delta on the deleted
+    base: ``b`` reads the continued thread back whole."""
+    cfg = {"configurable": {"thread_id": "t"}}
+    app = chat_graph().compile(checkpointer=a)
+    for i in range(4):
+        app.invoke({"messages": [HumanMessage(f"m{i}")]}, cfg)
+    state = app.get_state(cfg).values
+    b.delete_thread("t")
+    app.update_state(cfg, state)
+    app.invoke({"messages": [HumanMessage("after")]}, cfg)
+    fresh = chat_graph().compile(checkpointer=b)
+    assert [m.content for m in fresh.get_state(cfg).values["messages"]][-2:] == [
+        "after",
+        "you said 5 things, last: after",
+    ]

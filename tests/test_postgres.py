@@ -169,18 +169,7 @@ def test_corrupt_rows_and_hostile_filters(pg_uri) -> None:
 
 def test_a_delta_base_removed_by_another_worker_is_not_referenced(pg_uri) -> None:
     with PostgresSaver.from_conn_string(pg_uri) as a, PostgresSaver.from_conn_string(pg_uri) as b:
-        app = graphs.chat_graph().compile(checkpointer=a)
-        for i in range(4):
-            app.invoke({"messages": [HumanMessage(f"m{i}")]}, cfg("t"))
-        state = app.get_state(cfg("t")).values
-        b.delete_thread("t")  # a's writer still remembers the thread's last list
-        app.update_state(cfg("t"), state)
-        app.invoke({"messages": [HumanMessage("after")]}, cfg("t"))
-        fresh = graphs.chat_graph().compile(checkpointer=b)
-        assert [m.content for m in fresh.get_state(cfg("t")).values["messages"]][-2:] == [
-            "after",
-            "you said 5 things, last: after",
-        ]
+        graphs.continue_after_another_saver_deleted_the_thread(a, b)
 
 
 async def test_sync_calls_on_the_async_saver_from_another_thread(pg_uri) -> None:

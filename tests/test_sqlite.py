@@ -137,18 +137,7 @@ def test_bad_config_and_hostile_filters(tmp_path) -> None:
 def test_a_delta_base_removed_by_another_saver_is_not_referenced(tmp_path) -> None:
     db = str(tmp_path / "c.db")
     with SqliteSaver.from_conn_string(db) as a, SqliteSaver.from_conn_string(db) as b:
-        app = graphs.chat_graph().compile(checkpointer=a)
-        for i in range(4):
-            app.invoke({"messages": [HumanMessage(f"m{i}")]}, cfg("t"))
-        state = app.get_state(cfg("t")).values
-        b.delete_thread("t")  # a's writer still remembers the thread's last list
-        app.update_state(cfg("t"), state)
-        app.invoke({"messages": [HumanMessage("after")]}, cfg("t"))
-        fresh = graphs.chat_graph().compile(checkpointer=b)
-        assert [m.content for m in fresh.get_state(cfg("t")).values["messages"]][-2:] == [
-            "after",
-            "you said 5 things, last: after",
-        ]
+        graphs.continue_after_another_saver_deleted_the_thread(a, b)
 
 
 def test_memory_survives_a_process_restart(tmp_path) -> None:
