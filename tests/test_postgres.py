@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import threading
 import time
 
@@ -23,7 +22,13 @@ from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.postgres.aio import AsyncPostgresSaver
 from tests import graphs
 from tests.test_sqlite import comparable
-from tests.worker import acks, check_thread, expected_steps, hammer_all, loop_graph, spawn
+from tests.worker import (
+    acks,
+    check_thread,
+    finish_and_compare,
+    hammer_all,
+    run_and_kill,
+)
 
 KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
 # Client kills per crash test; raise for a longer run: FC_KILL_LOOPS=500 make test
@@ -134,20 +139,10 @@ def test_sigkilled_client_resumes_in_a_fresh_process(pg_uri) -> None:
     rng = random.Random(99)
     acked: list[tuple[str, str]] = []
     for _ in range(loops):
-        p = spawn("run", pg_uri, "t", str(steps))
-        assert p.stdout is not None
-        first = p.stdout.readline()
-        time.sleep(rng.uniform(0, 0.3))
-        p.send_signal(signal.SIGKILL)
-        out, _ = p.communicate(timeout=60)
-        acked += acks(first + out)
+        out, _ = run_and_kill(pg_uri, steps, rng.uniform(0, 0.3))
+        acked += acks(out)
         check_thread(pg_uri, "t", acked)
-    p = spawn("run", pg_uri, "t", str(steps))
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
-    with PostgresSaver.from_conn_string(pg_uri) as saver:
-        state = loop_graph().compile(checkpointer=saver).get_state(cfg("t"))
-        assert state.values["steps"] == expected_steps(steps) and state.next == ()
+    finish_and_compare(pg_uri, steps)
 
 
 def test_corrupt_rows_and_hostile_filters(pg_uri) -> None:

@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from fastcheckpoint import cli
 from fastcheckpoint.errors import CheckpointError
 from fastcheckpoint.sqlite import SqliteSaver
 from tests import graphs
-from tests.worker import acks, check_thread, expected_steps, item, loop_graph, spawn
+from tests.worker import acks, check_thread, finish_and_compare, item, run_and_kill, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 KILL_LOOPS = int(os.environ.get("FC_KILL_LOOPS", "20"))
@@ -44,18 +43,6 @@ def integrity(db: str) -> str:
         raw.close()
 
 
-def finish_and_compare(db: str, steps: int) -> None:
-    """Resumes the thread in a fresh, uncrashed process; the result must equal
-    an uncrashed run's."""
-    p = spawn("run", db, "t", str(steps))
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err
-    with SqliteSaver.from_conn_string(db) as saver:
-        state = loop_graph().compile(checkpointer=saver).get_state(cfg("t"))
-        assert state.values["steps"] == expected_steps(steps) and state.next == ()
-    assert check_thread(db, "t", []) >= steps
-
-
 @pytest.mark.parametrize("durability", ["sync", "async"])
 def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, durability) -> None:
     db = str(tmp_path / "c.db")
@@ -65,14 +52,9 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path, durabili
     acked: list[tuple[str, str]] = []
     kills = 0
     for _ in range(loops):
-        p = spawn("run", db, "t", str(steps), durability)
-        assert p.stdout is not None
-        first = p.stdout.readline()  # the run is under way: kill it at a random moment
-        time.sleep(rng.uniform(0, 0.25))
-        p.send_signal(signal.SIGKILL)
-        out, _ = p.communicate(timeout=60)
-        kills += p.returncode == -signal.SIGKILL
-        acked += acks(first + out)
+        out, status = run_and_kill(db, steps, rng.uniform(0, 0.25), durability)
+        kills += status == -signal.SIGKILL
+        acked += acks(out)
         assert integrity(db) == "ok"
         check_thread(db, "t", acked)
         if "done" in out:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -199,6 +200,30 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 
 def acks(out: str) -> list[tuple[str, str]]:
     return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("ack ")]
+
+
+def run_and_kill(db: str, steps: int, delay: float, *extra: str) -> tuple[str, int]:
+    """Starts ``run`` on thread "t" and SIGKILLs it ``delay`` seconds after it
+    is under way; returns everything it printed and its exit status."""
+    p = spawn("run", db, "t", str(steps), *extra)
+    assert p.stdout is not None
+    first = p.stdout.readline()
+    time.sleep(delay)
+    p.send_signal(signal.SIGKILL)
+    out, _ = p.communicate(timeout=60)
+    return first + out, p.returncode
+
+
+def finish_and_compare(db: str, steps: int) -> None:
+    """Resumes thread "t" in a fresh, uncrashed process; the result must equal
+    an uncrashed run's, and every checkpoint pass ``check_thread``."""
+    p = spawn("run", db, "t", str(steps))
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    with open_saver(db) as saver:
+        state = loop_graph().compile(checkpointer=saver).get_state({"configurable": {"thread_id": "t"}})
+        assert state.values["steps"] == expected_steps(steps) and state.next == ()
+    assert check_thread(db, "t", []) >= steps
 
 
 def check_thread(db: str, thread: str, acked: list[tuple[str, str]]) -> int:
