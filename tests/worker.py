@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -109,25 +110,11 @@ def run(db: str, thread: str, steps: int, durability: str = "sync") -> None:
 
 def hammer(db: str, name: str, puts: int) -> None:
     with open_saver(db) as saver:
-
-        def writer(thread: str) -> None:
-            parent = None
-            version = None
-            for i in range(puts):
-                cp = empty_checkpoint()
-                version = saver.get_next_version(version, None)
-                cp["channel_values"] = {"items": [f"{name}-{thread}-{j}" for j in range(i + 1)]}
-                cp["channel_versions"] = {"items": version}
-                cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
-                parent = saver.put(cfg, cp, {"step": i}, {"items": version})["configurable"]["checkpoint_id"]
-                ack(thread, parent)
-                saver.put_writes({"configurable": {**cfg["configurable"], "checkpoint_id": parent}}, [("c", i)], "t")
-
         errors: list[BaseException] = []
 
         def guarded(thread: str) -> None:
             try:
-                writer(thread)
+                grow(saver, thread, puts, lambda j: f"{name}-{thread}-{j}")
             except BaseException as e:  # reported through the exit status
                 errors.append(e)
 
@@ -145,15 +132,16 @@ def item(thread: str, j: int) -> str:
     return f"{thread}-{j}: " + "y" * 300
 
 
-def grow(saver, thread: str, puts: int, on_error=None) -> None:
-    """``puts`` puts of a growing list (the delta path), each followed by a
-    put_writes; a failed call goes to ``on_error`` and the next put retries
-    from the last acknowledged checkpoint. Checkpoint i holds items 0..i."""
+def grow(saver, thread: str, puts: int, element: Callable[[int], str], on_error=None) -> None:
+    """``puts`` puts of a growing list (the delta path), each acknowledged and
+    followed by a put_writes; a failed call goes to ``on_error`` (or raises)
+    and the next put retries from the last acknowledged checkpoint.
+    Checkpoint i holds ``element(0)`` .. ``element(i)``."""
     parent = version = None
     for i in range(puts):
         cp = empty_checkpoint()
         version = saver.get_next_version(version, None)
-        cp["channel_values"] = {"items": [item(thread, j) for j in range(i + 1)]}
+        cp["channel_values"] = {"items": [element(j) for j in range(i + 1)]}
         cp["channel_versions"] = {"items": version}
         cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
         try:
@@ -176,7 +164,7 @@ def faults(db: str, puts: int, synchronous: str) -> None:
             with _print_lock:
                 print("err", type(e).__name__, str(e).replace("\n", " "), flush=True)
 
-        grow(saver, "t", puts, report)
+        grow(saver, "t", puts, lambda j: item("t", j), report)
     print("done", flush=True)
 
 
