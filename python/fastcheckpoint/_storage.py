@@ -12,7 +12,8 @@ blobs and back, independent of where the blobs live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -51,6 +52,16 @@ def codec_of(serde: SerializerProtocol) -> Codec:
     return default_serializer().codec
 
 
+@contextmanager
+def located(where: Callable[[], str]) -> Iterator[None]:
+    """Re-raises our errors as the same type with ``where()`` (the damaged
+    row) in front of the message."""
+    try:
+        yield
+    except CheckpointError as e:
+        raise type(e)(f"{where()}: {e}") from e
+
+
 def dumps(serde: SerializerProtocol, obj: Any) -> Typed:
     """How a checkpoint row or a pending write is stored: sealed in a
     checksummed envelope when the serializer is ours (bytes and None stay as
@@ -65,12 +76,10 @@ def loads(serde: SerializerProtocol, typed: Typed, where: Callable[[], str]) -> 
     """Reads what ``dumps`` stored (or an upstream row); ``where()`` names the
     row in errors."""
     type_, data = typed
-    try:
+    with located(where):
         if type_ == ENVELOPE_TYPE:
             return codec_of(serde).loads_chain([data])
         return serde.loads_typed((type_, data))
-    except CheckpointError as e:
-        raise type(e)(f"{where()}: {e}") from e
 
 
 def encode_channels(
@@ -111,11 +120,8 @@ def load_channel(
     elements between the checkpoints it returns). ``where()`` names the row in
     errors.
     """
-    try:
+    with located(where):
         return _load_channel(serde, key, fetch, cache)
-    except CheckpointError as e:
-        # Same exception type, with the location of the damaged row in front.
-        raise type(e)(f"{where()}: {e}") from e
 
 
 def _load_channel(
