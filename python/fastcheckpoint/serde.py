@@ -18,7 +18,6 @@ from typing import Any, Literal
 from langgraph.checkpoint.serde import _msgpack as _lg_msgpack
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer, _is_safe_json_type
 
-from fastcheckpoint._cold import is_data_type
 from fastcheckpoint._native import ENVELOPE_TYPE, Codec
 from fastcheckpoint.errors import CheckpointError, DisallowedTypeError, UnknownSerializationTypeError
 
@@ -126,6 +125,8 @@ class RustSerializer(JsonPlusSerializer):
     def _revive_lc2(self, value: dict[str, Any]) -> Any:
         # Upstream calls whatever an allowed id names (``os.system`` under
         # ``allowed_json_modules=True``); we construct data types only.
+        from fastcheckpoint._cold import is_data_type  # the rare path's module, loaded when needed
+
         self._check_allowed_json_modules(value)
         *module, name = value["id"]
         try:
