@@ -21,7 +21,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 
 use crate::decode::Decoder;
 use crate::encode::Encoder;
-use crate::errors::{corrupt_data_error, deserialization_error, disallowed_type_error};
+use crate::errors::{corrupt_data_error, disallowed_type_error};
 use crate::pyrefs::std;
 use fastcheckpoint_core::envelope;
 
@@ -38,7 +38,7 @@ pub struct Codec {
 }
 
 /// A permitted class and, for LangChain messages, how to build it without re-validation.
-struct Resolved {
+pub struct Resolved {
     cls: Py<PyAny>,
     fast: Option<FastModel>,
 }
@@ -48,6 +48,8 @@ struct Resolved {
 struct FastModel {
     fields: Vec<Py<PyString>>,
     extra: bool,
+    /// `cls.__new__` (object's), looked up once.
+    new: Py<PyAny>,
 }
 
 /// Why a class could not be used.
@@ -106,71 +108,27 @@ impl Codec {
         Ok(r)
     }
 
-    /// Decodes one ext value (called by the decoder).
-    pub fn ext<'py>(
-        &self,
-        py: Python<'py>,
-        code: i8,
-        data: &[u8],
-        depth: usize,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let s = std(py)?;
-        match code {
-            7 => {
-                let v = Decoder::new(py, self, data, depth).decode_all()?;
-                s.delta_snapshot.bind(py).call1((v,))
-            }
-            0..=5 => {
-                let tup = Decoder::new(py, self, data, depth).decode_all()?;
-                let list = tup.downcast::<PyList>().map_err(|_| {
-                    deserialization_error(format!("ext {code} payload is not an array"))
-                })?;
-                let min = if code == 3 { 4 } else { 3 };
-                if list.len() < min {
-                    return Err(deserialization_error(format!(
-                        "ext {code} payload has {} items",
-                        list.len()
-                    )));
-                }
-                let module: String = list
-                    .get_item(0)?
-                    .extract()
-                    .map_err(|_| deserialization_error("ext module name is not a str"))?;
-                let name: String = list
-                    .get_item(1)?
-                    .extract()
-                    .map_err(|_| deserialization_error("ext class name is not a str"))?;
-                let payload = list.get_item(2)?;
-                self.construct(py, code, &module, &name, &payload, list)
-            }
-            6 => {
-                let v = Decoder::new(py, self, data, depth).decode_all()?;
-                s.cold.bind(py).call_method1("numpy_from", (v,))
-            }
-            _ => Err(deserialization_error(format!(
-                "unknown msgpack ext code {code}"
-            ))),
-        }
-    }
-
-    fn construct<'py>(
+    /// Builds the object of an ext 0-5 value, after the policy allows it.
+    /// `known` is the class this decode resolved before; the class resolved
+    /// now is returned for the decoder to remember.
+    #[allow(clippy::too_many_arguments)]
+    pub fn construct<'py>(
         &self,
         py: Python<'py>,
         code: i8,
         module: &str,
         name: &str,
         payload: &Bound<'py, PyAny>,
-        list: &Bound<'py, PyList>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+        method: Option<&str>,
+        known: Option<Arc<Resolved>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Option<Arc<Resolved>>)> {
         let cold = std(py)?.cold.bind(py);
-        if code == 3 {
-            let method: String = list
-                .get_item(3)?
-                .extract()
-                .map_err(|_| deserialization_error("ext method name is not a str"))?;
-            let listed =
-                self.safe_methods
-                    .contains(&(module.to_owned(), name.to_owned(), method.clone()));
+        if let Some(method) = method {
+            let listed = self.safe_methods.contains(&(
+                module.to_owned(),
+                name.to_owned(),
+                method.to_owned(),
+            ));
             if !listed {
                 let _ = cold.call_method1("on_blocked", (module, name));
                 return Err(disallowed_type_error(format!(
@@ -178,17 +136,22 @@ impl Codec {
                 )));
             }
         }
-        let resolved = match self.resolve(py, module, name) {
-            Ok(r) => r,
-            Err(Unusable::Refused(e)) => return Err(e),
-            Err(Unusable::Missing(e)) => {
-                return cold.call_method1("reconstruction_fallback", (module, name, payload, e))
-            }
+        let (resolved, new) = match known {
+            Some(r) => (r, None),
+            None => match self.resolve(py, module, name) {
+                Ok(r) => (r.clone(), Some(r)),
+                Err(Unusable::Refused(e)) => return Err(e),
+                Err(Unusable::Missing(e)) => {
+                    let raw =
+                        cold.call_method1("reconstruction_fallback", (module, name, payload, e))?;
+                    return Ok((raw, None));
+                }
+            },
         };
         let cls = resolved.cls.bind(py);
         if let (5, Some(fm)) = (code, &resolved.fast) {
             if let Some(obj) = fast_build(py, cls, fm, payload)? {
-                return Ok(obj);
+                return Ok((obj, new));
             }
         }
         let built = match code {
@@ -204,10 +167,9 @@ impl Codec {
                 .downcast::<PyDict>()
                 .map_err(PyErr::from)
                 .and_then(|kw| cls.call((), Some(kw))),
-            3 => {
-                let method: Bound<'py, PyString> = list.get_item(3)?.downcast_into()?;
-                cls.getattr(method).and_then(|m| m.call1((payload,)))
-            }
+            3 => cls
+                .getattr(method.unwrap_or_default())
+                .and_then(|m| m.call1((payload,))),
             // pydantic v1 / v2: validate, else construct without validation (as upstream).
             _ => {
                 let fallback = if code == 4 {
@@ -223,11 +185,12 @@ impl Codec {
                 }
             }
         };
-        match built {
-            Ok(v) => Ok(v),
+        let built = match built {
+            Ok(v) => v,
             // Pydantic payloads fall back to their field dict, others to their args.
-            Err(e) => cold.call_method1("reconstruction_fallback", (module, name, payload, e)),
-        }
+            Err(e) => cold.call_method1("reconstruction_fallback", (module, name, payload, e))?,
+        };
+        Ok((built, new))
     }
 }
 
@@ -248,6 +211,7 @@ fn fast_model(
     Ok(Some(FastModel {
         fields: fields.into_iter().map(Bound::unbind).collect(),
         extra,
+        new: cls.getattr(intern!(py, "__new__"))?.unbind(),
     }))
 }
 
@@ -269,7 +233,8 @@ fn fast_build<'py>(
     let n = fm.fields.len();
     for (i, k) in kw.keys().iter().enumerate() {
         match fm.fields.get(i) {
-            Some(f) if k.eq(f.bind(py))? => {}
+            // Keys are interned by the decoder: usually the very field name object.
+            Some(f) if k.is(f) || k.eq(f.bind(py))? => {}
             Some(_) => return Ok(None),
             None if k.is_instance_of::<PyString>() => {}
             None => return Ok(None),
@@ -289,7 +254,7 @@ fn fast_build<'py>(
         }
         (fields, extra)
     };
-    let obj = cls.call_method1(intern!(py, "__new__"), (cls,))?;
+    let obj = fm.new.bind(py).call1((cls,))?;
     let fields_set = PySet::new(py, fields.keys())?;
     let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
         // object.__setattr__: bypasses pydantic's validating __setattr__.

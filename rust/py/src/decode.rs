@@ -3,13 +3,20 @@
 //! before anything is allocated, nesting is bounded, and every ext payload goes
 //! through the codec's security policy before any class is called.
 
-use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::codec::Codec;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::codec::{Codec, Resolved};
 use crate::errors::deserialization_error;
+use crate::pyrefs::std;
 
 pub const MAX_DEPTH: usize = 512;
+/// Map keys up to this length are shared within one decode.
+const KEY_CACHE_LEN: usize = 64;
+const KEY_CACHE_ENTRIES: usize = 1024;
 
 pub struct Decoder<'a, 'py> {
     py: Python<'py>,
@@ -17,6 +24,11 @@ pub struct Decoder<'a, 'py> {
     buf: &'a [u8],
     pos: usize,
     depth: usize,
+    /// A history repeats the same few dozen keys thousands of times: each is
+    /// built once, interned, so pydantic field names match it by identity.
+    keys: HashMap<&'a [u8], Bound<'py, PyString>>,
+    /// Classes this decode has resolved, by (module, name).
+    classes: Vec<(&'a str, &'a str, Arc<Resolved>)>,
 }
 
 fn truncated() -> PyErr {
@@ -31,6 +43,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
             buf,
             pos: 0,
             depth,
+            keys: HashMap::new(),
+            classes: Vec::new(),
         }
     }
 
@@ -41,14 +55,23 @@ impl<'a, 'py> Decoder<'a, 'py> {
 
     /// Decodes exactly one value spanning the whole buffer.
     pub fn decode_all(mut self) -> PyResult<Bound<'py, PyAny>> {
+        self.whole()
+    }
+
+    fn whole(&mut self) -> PyResult<Bound<'py, PyAny>> {
         let v = self.value(false)?;
+        self.end()?;
+        Ok(v)
+    }
+
+    fn end(&self) -> PyResult<()> {
         if self.pos != self.buf.len() {
             return Err(deserialization_error(format!(
                 "{} trailing bytes after the msgpack value",
                 self.buf.len() - self.pos
             )));
         }
-        Ok(v)
+        Ok(())
     }
 
     fn take(&mut self, n: usize) -> PyResult<&'a [u8]> {
@@ -91,6 +114,60 @@ impl<'a, 'py> Decoder<'a, 'py> {
         .map_err(|e| deserialization_error(format!("invalid UTF-8 in msgpack str: {e}")))
     }
 
+    /// The next value's bytes if it is a str (consumed), else None (not consumed).
+    fn str_bytes(&mut self) -> PyResult<Option<&'a [u8]>> {
+        let Some(&m) = self.buf.get(self.pos) else {
+            return Err(truncated());
+        };
+        let n = match m {
+            0xa0..=0xbf => {
+                self.pos += 1;
+                m as usize & 0x1f
+            }
+            0xd9..=0xdb => {
+                self.pos += 1;
+                self.be(1 << (m - 0xd9))?
+            }
+            _ => return Ok(None),
+        };
+        self.take(n).map(Some)
+    }
+
+    /// A str read as Rust text (class and method names), never built in Python.
+    fn rust_str(&mut self, what: &str) -> PyResult<&'a str> {
+        let b = self
+            .str_bytes()?
+            .ok_or_else(|| deserialization_error(format!("ext {what} is not a str")))?;
+        std::str::from_utf8(b)
+            .map_err(|e| deserialization_error(format!("invalid UTF-8 in msgpack str: {e}")))
+    }
+
+    fn key(&mut self) -> PyResult<Bound<'py, PyAny>> {
+        let start = self.pos;
+        let b = match self.str_bytes()? {
+            Some(b) if b.len() <= KEY_CACHE_LEN => b,
+            _ => {
+                self.pos = start;
+                return self.value(true);
+            }
+        };
+        if let Some(k) = self.keys.get(b) {
+            return Ok(k.clone().into_any());
+        }
+        let k = match std::str::from_utf8(b) {
+            Ok(text) => PyString::intern(self.py, text),
+            Err(_) => {
+                // Not UTF-8: let CPython's decoder word the error.
+                self.pos = start;
+                return self.value(true);
+            }
+        };
+        if self.keys.len() < KEY_CACHE_ENTRIES {
+            self.keys.insert(b, k.clone());
+        }
+        Ok(k.into_any())
+    }
+
     fn array(&mut self, n: usize, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
         // Each element takes at least one byte: bound the allocation by the input.
         if n > self.buf.len() - self.pos {
@@ -119,7 +196,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         self.enter()?;
         let d = PyDict::new(self.py);
         for _ in 0..n {
-            let k = self.value(true)?;
+            let k = self.key()?;
             let v = self.value(false)?;
             d.set_item(k, v)?;
         }
@@ -131,9 +208,79 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let code = self.take(1)?[0] as i8;
         let data = self.take(n)?;
         self.enter()?;
-        let v = self.codec.ext(self.py, code, data, self.depth);
+        // The payload is decoded in place by this decoder, sharing its caches.
+        let outer = (self.buf, self.pos);
+        (self.buf, self.pos) = (data, 0);
+        let v = self.ext_payload(code);
+        (self.buf, self.pos) = outer;
         self.depth -= 1;
         v
+    }
+
+    fn ext_payload(&mut self, code: i8) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        match code {
+            7 => {
+                let v = self.whole()?;
+                std(py)?.delta_snapshot.bind(py).call1((v,))
+            }
+            6 => {
+                let v = self.whole()?;
+                std(py)?.cold.bind(py).call_method1("numpy_from", (v,))
+            }
+            0..=5 => self.constructor(code),
+            _ => Err(deserialization_error(format!(
+                "unknown msgpack ext code {code}"
+            ))),
+        }
+    }
+
+    /// `[module, name, payload]`, plus the method name for code 3 (a fourth
+    /// item for pydantic is upstream's unused method name).
+    fn constructor(&mut self, code: i8) -> PyResult<Bound<'py, PyAny>> {
+        let m = self.take(1)?[0];
+        let n = match m {
+            0x90..=0x9f => m as usize & 0x0f,
+            0xdc => self.be(2)?,
+            0xdd => self.be(4)?,
+            _ => {
+                return Err(deserialization_error(format!(
+                    "ext {code} payload is not an array"
+                )))
+            }
+        };
+        let min = if code == 3 { 4 } else { 3 };
+        if n < min {
+            return Err(deserialization_error(format!(
+                "ext {code} payload has {n} items"
+            )));
+        }
+        self.enter()?;
+        let module = self.rust_str("module name")?;
+        let name = self.rust_str("class name")?;
+        let payload = self.value(false)?;
+        let method = if code == 3 {
+            Some(self.rust_str("method name")?)
+        } else {
+            None
+        };
+        for _ in min..n {
+            self.value(false)?;
+        }
+        self.end()?;
+        self.depth -= 1;
+        let known = self
+            .classes
+            .iter()
+            .find(|(m, c, _)| *m == module && *c == name)
+            .map(|(_, _, r)| r.clone());
+        let (built, resolved) = self
+            .codec
+            .construct(self.py, code, module, name, &payload, method, known)?;
+        if let (Some(r), true) = (resolved, self.classes.len() < 64) {
+            self.classes.push((module, name, r));
+        }
+        Ok(built)
     }
 
     pub fn value(&mut self, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
