@@ -121,6 +121,24 @@ def pydantic_plain_fields(cls: type) -> tuple[list[str], bool] | None:
     return list(fields), config.get("extra") == "allow"
 
 
+def traceable_model(cls: type) -> bool:
+    """True when reading ``__dict__`` and ``__pydantic_extra__`` of an instance runs
+    no Python code: pydantic's own slots, no ``__getattribute__`` override. Then an
+    identity trace of those attributes proves an instance unchanged (see trace.rs)."""
+    import inspect
+
+    from pydantic import BaseModel
+
+    own = BaseModel.__dict__.get("__pydantic_extra__")
+    return (
+        issubclass(cls, BaseModel)
+        and cls.__getattribute__ is object.__getattribute__
+        and own is not None
+        and inspect.getattr_static(cls, "__pydantic_extra__", None) is own
+        and type(inspect.getattr_static(cls, "__dict__", None)).__name__ == "getset_descriptor"
+    )
+
+
 def fast_model(cls: Any, module: str, name: str) -> tuple[list[str], bool] | None:
     """Fields of a LangChain message class that may skip re-validation on load.
 

@@ -42,6 +42,9 @@ enum Kind {
     PydanticFields {
         fields: Vec<Field>,
         extra: bool,
+        /// Its `__dict__` and `__pydantic_extra__` are pydantic's own plain
+        /// attributes, so an identity trace (`crate::trace`) may stand for it.
+        traceable: bool,
     },
     /// Any other pydantic v2 model: call `model_dump()` as upstream does.
     PydanticDump,
@@ -71,7 +74,7 @@ struct Field {
     packed: Vec<u8>,
 }
 
-struct Entry {
+pub struct Entry {
     _ty: Py<PyType>, // keeps the type alive so its address is never reused
     /// msgpack of `(type.__module__, type.__name__)`, the head of every ext tuple.
     head: Vec<u8>,
@@ -154,7 +157,15 @@ fn classify(py: Python<'_>, s: &Std, ty: &Bound<'_, PyType>) -> PyResult<Kind> {
     }
     if has(ty, "model_dump") {
         return Ok(match pydantic_fields(py, ty)? {
-            Some((fields, extra)) => Kind::PydanticFields { fields, extra },
+            Some((fields, extra)) => Kind::PydanticFields {
+                fields,
+                extra,
+                traceable: std(py)?
+                    .cold
+                    .bind(py)
+                    .call_method1("traceable_model", (ty,))?
+                    .is_truthy()?,
+            },
             None => Kind::PydanticDump,
         });
     }
@@ -208,7 +219,26 @@ fn classify(py: Python<'_>, s: &Std, ty: &Bound<'_, PyType>) -> PyResult<Kind> {
     Ok(Kind::Cold)
 }
 
-fn entry(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<Arc<Entry>> {
+impl Entry {
+    /// For a traceable pydantic model: its field names and whether extras are read.
+    pub fn traced_fields(&self) -> Option<(impl Iterator<Item = &Py<PyString>>, bool)> {
+        match &self.kind {
+            Kind::PydanticFields {
+                fields,
+                extra,
+                traceable: true,
+            } => Some((fields.iter().map(|f| &f.name), *extra)),
+            _ => None,
+        }
+    }
+}
+
+/// The entry of a type the encoder has met before (never calls Python).
+pub fn known_entry(ty: *mut pyo3::ffi::PyTypeObject) -> Option<Arc<Entry>> {
+    TYPES.lock().unwrap().get(&(ty as usize)).cloned()
+}
+
+pub fn entry(py: Python<'_>, ty: &Bound<'_, PyType>) -> PyResult<Arc<Entry>> {
     let key = ty.as_ptr() as usize;
     if let Some(e) = TYPES.lock().unwrap().get(&key) {
         return Ok(e.clone());
@@ -475,7 +505,7 @@ impl<'py> Encoder<'py> {
                 let v = obj.getattr("value")?;
                 self.ext(EXT_DELTA_SNAPSHOT, |e| e.value(&v))
             }
-            Kind::PydanticFields { fields, extra } => {
+            Kind::PydanticFields { fields, extra, .. } => {
                 let dict = obj.getattr(intern!(py, "__dict__"))?;
                 let dict = dict.downcast::<PyDict>()?;
                 let mut vals = Vec::with_capacity(fields.len());

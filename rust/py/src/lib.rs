@@ -4,6 +4,7 @@
 //!   `JsonPlusSerializer` ("msgpack" type, ext codes 0-7), with its security policy.
 //! * [`writer`]: `DeltaWriter`, the per-saver state that turns channel values into
 //!   checksummed keyframe/delta blobs, and the chain reader.
+//! * [`trace`]: identity traces that let the writer reuse unchanged elements' bytes.
 //! * [`sqlite`]: `SqliteStore`, batched SQLite transactions run without the GIL.
 //! * [`errors`]: the single mapping from Rust errors to the Python exception tree.
 
@@ -13,6 +14,7 @@ mod encode;
 mod errors;
 mod pyrefs;
 mod sqlite;
+mod trace;
 mod writer;
 
 use pyo3::prelude::*;

@@ -4,6 +4,11 @@
 //! every other value becomes a plain envelope. All blobs carry a CRC32 and large
 //! ones are zstd-compressed. Encoding needs the GIL; hashing, diffing, sealing
 //! and compression run with it released.
+//!
+//! For the lists of the most recently written channels the writer also keeps
+//! their encoding with an identity trace per element (`crate::trace`): at the
+//! next put, elements whose trace still matches reuse their bytes and hash, and
+//! only new or changed elements are encoded.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,6 +21,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::encode::Encoder;
 use crate::errors::core_error;
+use crate::trace::{Trace, Tracer};
 
 /// The stored type tag of our envelopes (never "msgpack": upstream must not misread them).
 pub const ENVELOPE_TYPE: &str = "fc1";
@@ -30,16 +36,51 @@ type StoredBlob<'py> = (
     Option<String>,
 );
 
+/// How many channels keep their encoded list and traces. They hold references
+/// to the elements (the messages of a thread), so only recent ones are kept.
+const RECENT: usize = 16;
+
 #[pyclass(frozen, module = "fastcheckpoint._native")]
 pub struct DeltaWriter {
     policy: Policy,
     states: Mutex<HashMap<ChannelKey, ListState>>,
+    /// Most recently written last.
+    recent: Mutex<Vec<(ChannelKey, Encoded)>>,
 }
 
-/// One encoded list, ready to be sealed without the GIL.
-struct Pending {
+/// One list as encoded: its elements' msgpack concatenated, their boundaries,
+/// hashes (filled in while sealing) and traces (None: encode it every time).
+#[derive(Default)]
+struct Encoded {
     elems: Vec<u8>,
     bounds: Vec<usize>,
+    hashes: Vec<u128>,
+    traces: Vec<Option<Trace>>,
+}
+
+impl Encoded {
+    /// The part of `prev` whose elements `list` still holds unchanged, in place.
+    fn reuse<'py>(
+        prev: Option<Encoded>,
+        list: &Bound<'py, PyList>,
+        tracer: &mut Tracer<'py>,
+    ) -> Encoded {
+        let mut enc = prev.unwrap_or_default();
+        let same = enc
+            .traces
+            .iter()
+            .zip(list.iter())
+            .take_while(|(t, item)| t.as_ref().is_some_and(|t| tracer.matches(t, item)))
+            .count();
+        enc.traces.truncate(same);
+        enc.hashes.truncate(same);
+        enc.bounds.truncate(same + 1);
+        if enc.bounds.is_empty() {
+            enc.bounds.push(0); // bounds start at 0
+        }
+        enc.elems.truncate(enc.bounds[same]);
+        enc
+    }
 }
 
 #[pymethods]
@@ -50,6 +91,7 @@ impl DeltaWriter {
         DeltaWriter {
             policy: Policy { max_depth, min_len },
             states: Mutex::new(HashMap::new()),
+            recent: Mutex::new(Vec::new()),
         }
     }
 
@@ -84,26 +126,27 @@ impl DeltaWriter {
                 out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob), None));
                 continue;
             };
-            // Encode each element on its own: the array is header + their concatenation.
-            let mut e = Encoder::new(py)?;
-            let mut bounds = Vec::with_capacity(list.len() + 1);
-            bounds.push(0);
-            for item in list.iter() {
-                e.encode(&item)?;
-                bounds.push(e.buf.len());
-            }
-            let pending = Pending {
-                elems: e.buf,
-                bounds,
-            };
             let key = (
                 thread_id.to_owned(),
                 checkpoint_ns.to_owned(),
                 ch_s.to_str()?.to_owned(),
             );
             let version = ver_s.to_str()?.to_owned();
-            let (blob, base) = py.detach(|| self.seal_list(key, version, pending));
+            // Encode each element on its own (the array is header + their
+            // concatenation), except those the last put encoded and that are unchanged.
+            let mut tracer = Tracer::new(py);
+            let mut enc = Encoded::reuse(self.take_recent(&key), list, &mut tracer);
+            let mut e = Encoder::new(py)?;
+            e.buf = std::mem::take(&mut enc.elems);
+            for item in list.iter().skip(enc.traces.len()) {
+                e.encode(&item)?;
+                enc.bounds.push(e.buf.len());
+                enc.traces.push(tracer.record(&item));
+            }
+            enc.elems = e.buf;
+            let (blob, base) = py.detach(|| self.seal_list(key.clone(), version, &mut enc));
             out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob), base));
+            self.keep_recent(key, enc);
         }
         Ok(out)
     }
@@ -114,9 +157,16 @@ impl DeltaWriter {
     #[pyo3(signature = (thread_id=None))]
     fn forget(&self, thread_id: Option<&str>) {
         let mut st = self.states.lock().unwrap();
+        let mut recent = self.recent.lock().unwrap();
         match thread_id {
-            Some(t) => st.retain(|k, _| k.0 != t),
-            None => st.clear(),
+            Some(t) => {
+                st.retain(|k, _| k.0 != t);
+                recent.retain(|(k, _)| k.0 != t);
+            }
+            None => {
+                st.clear();
+                recent.clear();
+            }
         }
     }
 }
@@ -124,32 +174,54 @@ impl DeltaWriter {
 impl DeltaWriter {
     /// Seals one list as a delta against the channel's previous version when
     /// that pays, else as a keyframe; returns the blob and its base version.
-    fn seal_list(&self, key: ChannelKey, version: String, p: Pending) -> (Vec<u8>, Option<String>) {
-        let hashes: Vec<u128> = p
-            .bounds
-            .windows(2)
-            .map(|w| delta::hash(&p.elems[w[0]..w[1]]))
-            .collect();
+    /// Hashes the elements `enc` has no hash for yet.
+    fn seal_list(
+        &self,
+        key: ChannelKey,
+        version: String,
+        enc: &mut Encoded,
+    ) -> (Vec<u8>, Option<String>) {
+        let (elems, bounds) = (&enc.elems, &enc.bounds);
+        let have = enc.hashes.len();
+        enc.hashes.extend(
+            bounds[have..]
+                .windows(2)
+                .map(|w| delta::hash(&elems[w[0]..w[1]])),
+        );
         let mut states = self.states.lock().unwrap();
         let prev = states.get(&key);
-        let keep = delta::plan(prev, &hashes, self.policy);
+        let keep = delta::plan(prev, &enc.hashes, self.policy);
         let (blob, depth, base) = match (keep, prev) {
             (Some(k), Some(prev)) => (
-                delta::seal_list(&p.elems, &p.bounds, Some((k, &prev.version))),
+                delta::seal_list(elems, bounds, Some((k, &prev.version))),
                 prev.depth + 1,
                 Some(prev.version.clone()),
             ),
-            _ => (delta::seal_list(&p.elems, &p.bounds, None), 0, None),
+            _ => (delta::seal_list(elems, bounds, None), 0, None),
         };
         states.insert(
             key,
             ListState {
                 version,
-                hashes,
+                hashes: enc.hashes.clone(),
                 depth,
             },
         );
         (blob, base)
+    }
+
+    fn take_recent(&self, key: &ChannelKey) -> Option<Encoded> {
+        let mut recent = self.recent.lock().unwrap();
+        let i = recent.iter().position(|(k, _)| k == key)?;
+        Some(recent.remove(i).1)
+    }
+
+    fn keep_recent(&self, key: ChannelKey, enc: Encoded) {
+        let mut recent = self.recent.lock().unwrap();
+        recent.push((key, enc));
+        if recent.len() > RECENT {
+            recent.remove(0);
+        }
     }
 }
 

@@ -1,0 +1,193 @@
+"""The writer reuses the bytes of list elements it proves unchanged (identity traces).
+
+Whatever happens to a history between puts (edits at any depth, reordered
+keys, swapped classes, extras, removed or copied messages, values no trace can
+cover), every stored version must rebuild to exactly the bytes a fresh encoding
+of the list gives at that put.
+"""
+
+from __future__ import annotations
+
+import datetime
+import gc
+import weakref
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from fastcheckpoint._native import DeltaWriter, assemble_chain, delta_base
+from fastcheckpoint.serde import RustSerializer
+
+CODEC = RustSerializer().codec
+
+
+class Tagged(dict):
+    """A dict subclass: encoded like a dict, never traced."""
+
+
+def _edit_content(msgs, i, step):
+    msgs[i].content = f"{msgs[i].content}!"
+
+
+def _equal_new_string(msgs, i, step):
+    msgs[i].content = "".join(list(msgs[i].content))
+
+
+def _add_key(msgs, i, step):
+    msgs[i].additional_kwargs[f"k{step}"] = step
+
+
+def _deep_value(msgs, i, step):
+    deep = msgs[i].response_metadata.setdefault("deep", {"l": [1, {"x": "y"}]})
+    deep["l"][-1]["x"] = f"v{step}"
+
+
+def _deep_append(msgs, i, step):
+    msgs[i].response_metadata.setdefault("grow", {"l": [{"x": "y"}]})["l"].append(step)
+
+
+def _reorder_keys(msgs, i, step):
+    d = msgs[i].additional_kwargs
+    if d:
+        k = next(iter(d))
+        d[k] = d.pop(k)
+
+
+def _tuple_inner(msgs, i, step):
+    t = msgs[i].additional_kwargs.setdefault("t", (1, []))
+    t[1].append(step)
+
+
+def _copy_message(msgs, i, step):
+    msgs[i] = msgs[i].model_copy(deep=True)
+
+
+def _scalars(msgs, i, step):
+    msgs[i].name = None if step % 2 else f"n{step}"
+    msgs[i].id = f"id{step}"
+
+
+def _extra(msgs, i, step):
+    msgs[i].custom_extra = [step, {"s": str(step)}]
+
+
+def _swap_class(msgs, i, step):
+    m = msgs[i]
+    if type(m) in (HumanMessage, SystemMessage):
+        object.__setattr__(m, "__class__", SystemMessage if type(m) is HumanMessage else HumanMessage)
+
+
+def _untraceable(msgs, i, step):
+    meta = msgs[i].response_metadata
+    meta["when"] = datetime.datetime(2024, 1, 1) + datetime.timedelta(seconds=step)
+    meta.setdefault("tagged", Tagged(a=1))["a"] = step
+
+
+def _remove(msgs, i, step):
+    if len(msgs) > 5:
+        del msgs[i]
+
+
+def _float_and_int(msgs, i, step):
+    msgs[i].additional_kwargs["n"] = step * 1.5 if step % 2 else 10**18 + step
+
+
+MUTATIONS = [
+    _edit_content,
+    _equal_new_string,
+    _add_key,
+    _deep_value,
+    _deep_append,
+    _reorder_keys,
+    _tuple_inner,
+    _copy_message,
+    _scalars,
+    _extra,
+    _swap_class,
+    _untraceable,
+    _remove,
+    _float_and_int,
+]
+
+
+def message(i: int):
+    kind = i % 3
+    if kind == 0:
+        return HumanMessage(f"question {i}", id=f"h{i}")
+    if kind == 1:
+        return SystemMessage(f"note {i}", id=f"s{i}")
+    return AIMessage(
+        f"answer {i}",
+        id=f"a{i}",
+        tool_calls=[{"name": "search", "args": {"q": str(i)}, "id": f"c{i}", "type": "tool_call"}],
+        usage_metadata={"input_tokens": i, "output_tokens": 1, "total_tokens": i + 1},
+    )
+
+
+def rebuilt(blobs: dict[str, bytes], version: str) -> bytes:
+    chain = [blobs[version]]
+    while (base := delta_base(chain[-1])) is not None:
+        chain.append(blobs[base])
+    return bytes(assemble_chain(chain))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(MUTATIONS) - 1), st.integers(0, 10**6), st.booleans()),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_every_version_rebuilds_to_a_fresh_encoding(ops) -> None:
+    writer = DeltaWriter(max_depth=6)
+    msgs = [message(i) for i in range(8)]
+    blobs: dict[str, bytes] = {}
+    for step, (op, where, append) in enumerate(ops):
+        # Mutate only after the first put, so a trace exists for every element.
+        if step:
+            MUTATIONS[op](msgs, where % len(msgs), step)
+        if append:
+            msgs.append(message(100 + step))
+        version = f"{step:05d}"
+        [(_, _, _, blob, _)] = writer.encode_blobs("t", "", {"messages": list(msgs)}, {"messages": version})
+        blobs[version] = bytes(blob)
+        assert rebuilt(blobs, version) == bytes(CODEC.dumps(msgs)), MUTATIONS[op].__name__
+
+
+def test_mutation_between_puts_of_the_same_list_object() -> None:
+    writer = DeltaWriter()
+    msgs = [message(i) for i in range(12)]
+    blobs = {}
+    for step in range(6):
+        msgs[step].additional_kwargs["seen"] = {"step": [step]}
+        msgs[2].additional_kwargs.setdefault("seen", {"step": []})["step"].append(step)
+        [(_, _, _, blob, _)] = writer.encode_blobs("t", "", {"messages": msgs}, {"messages": str(step)})
+        blobs[str(step)] = bytes(blob)
+        assert rebuilt(blobs, str(step)) == bytes(CODEC.dumps(msgs))
+
+
+def test_only_recent_channels_keep_their_elements_alive() -> None:
+    writer = DeltaWriter()
+    first = [message(i) for i in range(6)]
+    watched = weakref.ref(first[0])
+    writer.encode_blobs("thread-0", "", {"messages": first}, {"messages": "1"})
+    del first
+    gc.collect()
+    assert watched() is not None, "the writer keeps the last list of a recent channel"
+    for t in range(1, 40):
+        writer.encode_blobs(f"thread-{t}", "", {"messages": [message(i) for i in range(6)]}, {"messages": "1"})
+    gc.collect()
+    assert watched() is None, "older channels are let go"
+
+
+def test_forget_lets_go_of_a_threads_elements() -> None:
+    writer = DeltaWriter()
+    msgs = [message(i) for i in range(6)]
+    watched = weakref.ref(msgs[0])
+    writer.encode_blobs("t", "", {"messages": msgs}, {"messages": "1"})
+    del msgs
+    writer.forget("t")
+    gc.collect()
+    assert watched() is None
