@@ -50,6 +50,8 @@ struct FastModel {
     extra: bool,
     /// `cls.__new__` (object's), looked up once.
     new: Py<PyAny>,
+    /// `set(fields)`: each instance gets a copy as its `__pydantic_fields_set__`.
+    all_fields: Py<PySet>,
 }
 
 /// Why a class could not be used.
@@ -209,6 +211,7 @@ fn fast_model(
     }
     let (fields, extra): (Vec<Bound<'_, PyString>>, bool) = plan.extract()?;
     Ok(Some(FastModel {
+        all_fields: PySet::new(py, &fields)?.unbind(),
         fields: fields.into_iter().map(Bound::unbind).collect(),
         extra,
         new: cls.getattr(intern!(py, "__new__"))?.unbind(),
@@ -255,7 +258,12 @@ fn fast_build<'py>(
         (fields, extra)
     };
     let obj = fm.new.bind(py).call1((cls,))?;
-    let fields_set = PySet::new(py, fields.keys())?;
+    let fields_set = if kw.len() == n {
+        // A set copied from a set takes its entries and hashes as they are.
+        unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PySet_New(fm.all_fields.as_ptr()))? }
+    } else {
+        PySet::new(py, fields.keys())?.into_any()
+    };
     let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
         // object.__setattr__: bypasses pydantic's validating __setattr__.
         let rc = unsafe {

@@ -14,9 +14,11 @@ use crate::errors::deserialization_error;
 use crate::pyrefs::std;
 
 pub const MAX_DEPTH: usize = 512;
-/// Map keys up to this length are shared within one decode.
+/// Map keys up to this length are shared within one decode...
 const KEY_CACHE_LEN: usize = 64;
 const KEY_CACHE_ENTRIES: usize = 1024;
+/// ...of an input at least this long (a small one rarely repeats a key).
+const KEY_CACHE_MIN_INPUT: usize = 1024;
 
 pub struct Decoder<'a, 'py> {
     py: Python<'py>,
@@ -26,7 +28,7 @@ pub struct Decoder<'a, 'py> {
     depth: usize,
     /// A history repeats the same few dozen keys thousands of times: each is
     /// built once, interned, so pydantic field names match it by identity.
-    keys: HashMap<&'a [u8], Bound<'py, PyString>>,
+    keys: Option<HashMap<&'a [u8], Bound<'py, PyString>>>,
     /// Classes this decode has resolved, by (module, name).
     classes: Vec<(&'a str, &'a str, Arc<Resolved>)>,
 }
@@ -43,7 +45,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             buf,
             pos: 0,
             depth,
-            keys: HashMap::new(),
+            keys: (buf.len() >= KEY_CACHE_MIN_INPUT).then(HashMap::new),
             classes: Vec::new(),
         }
     }
@@ -143,6 +145,9 @@ impl<'a, 'py> Decoder<'a, 'py> {
     }
 
     fn key(&mut self) -> PyResult<Bound<'py, PyAny>> {
+        if self.keys.is_none() {
+            return self.value(true);
+        }
         let start = self.pos;
         let b = match self.str_bytes()? {
             Some(b) if b.len() <= KEY_CACHE_LEN => b,
@@ -151,7 +156,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 return self.value(true);
             }
         };
-        if let Some(k) = self.keys.get(b) {
+        let keys = self.keys.as_mut().expect("checked above");
+        if let Some(k) = keys.get(b) {
             return Ok(k.clone().into_any());
         }
         let k = match std::str::from_utf8(b) {
@@ -162,8 +168,8 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 return self.value(true);
             }
         };
-        if self.keys.len() < KEY_CACHE_ENTRIES {
-            self.keys.insert(b, k.clone());
+        if keys.len() < KEY_CACHE_ENTRIES {
+            keys.insert(b, k.clone());
         }
         Ok(k.into_any())
     }

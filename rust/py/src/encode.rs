@@ -303,7 +303,15 @@ impl<'py> Encoder<'py> {
     }
 
     fn int(&mut self, obj: &Bound<'py, PyAny>) -> PyResult<()> {
-        if let Ok(v) = obj.extract::<i64>() {
+        // Overflow is reported by a flag, not an exception: no error built for big ints.
+        let mut overflow = 0;
+        let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+        if v == -1 && overflow == 0 {
+            if let Some(e) = PyErr::take(self.py) {
+                return Err(e);
+            }
+        }
+        if overflow == 0 {
             if v >= 0 {
                 rmp::encode::write_uint(&mut self.buf, v as u64).ok();
             } else {
@@ -385,6 +393,30 @@ impl<'py> Encoder<'py> {
                 self.key(&it)?;
             }
             self.depth -= 1;
+            return Ok(());
+        }
+        if k.get_type().is(s.uuid.bind(py)) {
+            // str(uuid) without running UUID.__str__ (Python code).
+            let n: u128 = k.getattr(intern!(py, "int"))?.extract()?;
+            let h = format!("{n:032x}");
+            let text = format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            );
+            rmp::encode::write_str(&mut self.buf, &text).ok();
+            return Ok(());
+        }
+        if k.get_type().is(s.date.bind(py)) {
+            let (y, m, d): (u16, u8, u8) = (
+                k.getattr(intern!(py, "year"))?.extract()?,
+                k.getattr(intern!(py, "month"))?.extract()?,
+                k.getattr(intern!(py, "day"))?.extract()?,
+            );
+            rmp::encode::write_str(&mut self.buf, &format!("{y:04}-{m:02}-{d:02}")).ok();
             return Ok(());
         }
         if k.is_instance(s.uuid.bind(py))? {
