@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -123,3 +124,32 @@ def test_hypothesis_round_trip_and_bytes(value) -> None:
     assert enc == _msgpack_enc(value)
     up = JsonPlusSerializer()
     assert same(ours.codec.loads(enc), up.loads_typed(("msgpack", enc)))
+
+
+def test_large_decodes_pause_the_gc_and_restore_its_state() -> None:
+    ours = RustSerializer()
+    typed = ours.dumps_typed([{"k": "v", "n": i, "l": [i]} for i in range(20_000)])
+    runs: list[str] = []
+
+    def seen(phase: str, info: dict) -> None:
+        if phase == "start":
+            runs.append(phase)
+
+    gc.callbacks.append(seen)
+    try:
+        assert len(ours.loads_typed(typed)) == 20_000
+    finally:
+        gc.callbacks.remove(seen)
+    # 40,000 new containers would set off dozens of collections; paused, at most the
+    # one that follows the decode runs.
+    assert len(runs) <= 1, runs
+    assert gc.isenabled()
+    with pytest.raises(CheckpointError):
+        ours.loads_typed((typed[0], typed[1][:-1]))
+    assert gc.isenabled(), "an error restores the GC too"
+    gc.disable()
+    try:
+        ours.loads_typed(typed)
+        assert not gc.isenabled(), "a GC the caller disabled stays disabled"
+    finally:
+        gc.enable()

@@ -19,7 +19,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 
-use crate::decode::Decoder;
+use crate::decode::{Decoder, GcPause};
 use crate::encode::Encoder;
 use crate::errors::{corrupt_data_error, disallowed_type_error};
 use crate::pyrefs::std;
@@ -342,6 +342,7 @@ impl Codec {
 
     /// Decodes LangGraph "msgpack" bytes.
     fn loads<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+        let _gc = GcPause::new(py, data.len());
         Decoder::new(py, self, data, 0).decode_all()
     }
 
@@ -361,6 +362,7 @@ impl Codec {
         let opened = py
             .detach(|| envelope::open(&blob))
             .map_err(crate::errors::core_error)?;
+        let _gc = GcPause::new(py, opened.body.len());
         let Some(header) = opened.delta else {
             return Decoder::new(py, self, &opened.body, 0).decode_all();
         };
@@ -403,6 +405,7 @@ impl Codec {
         chain: Vec<PyBackedBytes>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let full = crate::writer::assemble(py, chain)?;
+        let _gc = GcPause::new(py, full.len());
         Decoder::new(py, self, &full, 0).decode_all()
     }
 }
