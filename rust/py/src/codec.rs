@@ -430,7 +430,7 @@ mod keyframes {
     /// Bodies smaller than this decompress fast enough.
     const MIN_BODY: usize = 64 * 1024;
     const MAX_ENTRIES: usize = 32;
-    const MAX_BYTES: usize = 64 * 1024 * 1024;
+    const MAX_BYTES: usize = 32 * 1024 * 1024;
 
     struct Entry {
         blob: Vec<u8>,
