@@ -244,9 +244,14 @@ fn fast_build<'py>(
             None => return Ok(None),
         }
     }
-    // Usually the payload is exactly the fields: use it as __dict__ as is.
-    let (fields, extra) = if kw.len() == n {
-        (kw.clone(), PyDict::new(py))
+    // Usually the payload is exactly the fields: use it as __dict__ as is, and
+    // a copy of the class's field set (a set copied from a set takes its
+    // entries and hashes as they are).
+    let (fields, extra, fields_set) = if kw.len() == n {
+        let all = unsafe {
+            Bound::from_owned_ptr_or_err(py, pyo3::ffi::PySet_New(fm.all_fields.as_ptr()))?
+        };
+        (kw.clone(), PyDict::new(py), all)
     } else {
         let (fields, extra) = (PyDict::new(py), PyDict::new(py));
         for (i, (k, v)) in kw.iter().enumerate() {
@@ -256,15 +261,10 @@ fn fast_build<'py>(
                 extra.set_item(k, v)?
             }
         }
-        (fields, extra)
+        let fields_set = PySet::new(py, fields.keys())?.into_any();
+        (fields, extra, fields_set)
     };
     let obj = fm.new.bind(py).call1((cls,))?;
-    let fields_set = if kw.len() == n {
-        // A set copied from a set takes its entries and hashes as they are.
-        unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PySet_New(fm.all_fields.as_ptr()))? }
-    } else {
-        PySet::new(py, fields.keys())?.into_any()
-    };
     let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
         // object.__setattr__: bypasses pydantic's validating __setattr__.
         let rc = unsafe {

@@ -72,6 +72,19 @@ impl Drop for GcPause {
     }
 }
 
+fn py_str<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    // CPython validates while decoding: one pass instead of two.
+    unsafe {
+        let ptr = pyo3::ffi::PyUnicode_DecodeUTF8(
+            b.as_ptr().cast(),
+            b.len() as pyo3::ffi::Py_ssize_t,
+            c"strict".as_ptr(),
+        );
+        Bound::from_owned_ptr_or_err(py, ptr)
+    }
+    .map_err(|e| deserialization_error(format!("invalid UTF-8 in msgpack str: {e}")))
+}
+
 fn truncated() -> PyErr {
     deserialization_error("truncated msgpack data: the bytes end inside a value")
 }
@@ -141,18 +154,10 @@ impl<'a, 'py> Decoder<'a, 'py> {
         Ok(())
     }
 
-    fn str(&mut self, n: usize) -> PyResult<Bound<'py, PyAny>> {
-        let b = self.take(n)?;
-        // CPython validates while decoding: one pass instead of two.
-        unsafe {
-            let ptr = pyo3::ffi::PyUnicode_DecodeUTF8(
-                b.as_ptr().cast(),
-                b.len() as pyo3::ffi::Py_ssize_t,
-                c"strict".as_ptr(),
-            );
-            Bound::from_owned_ptr_or_err(self.py, ptr)
-        }
-        .map_err(|e| deserialization_error(format!("invalid UTF-8 in msgpack str: {e}")))
+    /// A str value or key (its marker not yet read).
+    fn str(&mut self) -> PyResult<Bound<'py, PyAny>> {
+        let b = self.str_bytes()?.expect("called at a str marker");
+        py_str(self.py, b)
     }
 
     /// The next value's bytes if it is a str (consumed), else None (not consumed).
@@ -187,26 +192,21 @@ impl<'a, 'py> Decoder<'a, 'py> {
         if self.keys.is_none() {
             return self.value(true);
         }
-        let start = self.pos;
-        let b = match self.str_bytes()? {
-            Some(b) if b.len() <= KEY_CACHE_LEN => b,
-            _ => {
-                self.pos = start;
-                return self.value(true);
-            }
+        // Not a str: nothing was consumed.
+        let Some(b) = self.str_bytes()? else {
+            return self.value(true);
         };
+        if b.len() > KEY_CACHE_LEN {
+            return py_str(self.py, b);
+        }
         let keys = self.keys.as_mut().expect("checked above");
         if let Some(k) = keys.get(b) {
             return Ok(k.clone().into_any());
         }
-        let k = match std::str::from_utf8(b) {
-            Ok(text) => PyString::intern(self.py, text),
-            Err(_) => {
-                // Not UTF-8: let CPython's decoder word the error.
-                self.pos = start;
-                return self.value(true);
-            }
+        let Ok(text) = std::str::from_utf8(b) else {
+            return py_str(self.py, b); // CPython words the error
         };
+        let k = PyString::intern(self.py, text);
         if keys.len() < KEY_CACHE_ENTRIES {
             keys.insert(b, k.clone());
         }
@@ -336,7 +336,10 @@ impl<'a, 'py> Decoder<'a, 'py> {
             0xe0..=0xff => (m as i8 as i64).into_pyobject(py)?.into_any(),
             0x80..=0x8f => return self.map(m as usize & 0x0f, as_key),
             0x90..=0x9f => return self.array(m as usize & 0x0f, as_key),
-            0xa0..=0xbf => return self.str(m as usize & 0x1f),
+            0xa0..=0xbf | 0xd9..=0xdb => {
+                self.pos -= 1; // str_bytes reads the marker again
+                return self.str();
+            }
             0xc0 => py.None().into_bound(py),
             0xc2 => false.into_pyobject(py)?.to_owned().into_any(),
             0xc3 => true.into_pyobject(py)?.to_owned().into_any(),
@@ -385,10 +388,6 @@ impl<'a, 'py> Decoder<'a, 'py> {
                     .into_any()
             }
             0xd4..=0xd8 => return self.ext(1 << (m - 0xd4)),
-            0xd9..=0xdb => {
-                let n = self.be(1 << (m - 0xd9))?;
-                return self.str(n);
-            }
             0xdc | 0xdd => {
                 let n = self.be(if m == 0xdc { 2 } else { 4 })?;
                 return self.array(n, as_key);
