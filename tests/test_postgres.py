@@ -17,8 +17,10 @@ from langgraph.types import Command
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from fastcheckpoint.errors import ConnectionLostError, CorruptDataError
+from fastcheckpoint.errors import ConnectionLostError, CorruptDataError, StorageError
 from fastcheckpoint.postgres import PostgresSaver
+from fastcheckpoint.postgres import _schema as pg_schema
+from fastcheckpoint.postgres._store import _args
 from fastcheckpoint.postgres.aio import AsyncPostgresSaver
 from tests import graphs
 from tests.test_sqlite import comparable
@@ -175,3 +177,72 @@ async def test_sync_calls_on_the_async_saver_from_another_thread(pg_uri) -> None
             saver.get_tuple(cfg("t"))
         t = await asyncio.to_thread(saver.get_tuple, cfg("t"))
         assert t.checkpoint["channel_values"]["messages"][0].content == "hi"
+
+
+def test_a_version_1_database_upgrades_in_place(pg_uri) -> None:
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        chat = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(3):
+            chat.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
+        expected = [comparable(t) for t in saver.list(None)]
+    with psycopg.connect(pg_uri, autocommit=True) as raw:  # back to the tables release 1 made
+        raw.execute("ALTER TABLE fc_checkpoints DROP COLUMN created_at")
+        raw.execute("DROP INDEX fc_blobs_base_ref")
+        raw.execute("CREATE INDEX fc_blobs_base ON fc_blobs (thread_id, checkpoint_ns, channel, base)")
+        raw.execute("UPDATE fc_schema SET version = 1")
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        assert [comparable(t) for t in saver.list(None)] == expected
+        chat = graphs.chat_graph().compile(checkpointer=saver)
+        out = chat.invoke({"messages": [HumanMessage("turn 3")]}, cfg("chat"))
+        assert out["messages"][-1].content == "you said 4 things, last: turn 3"
+    with psycopg.connect(pg_uri, autocommit=True) as raw:
+        assert raw.execute("SELECT max(version) FROM fc_schema").fetchone()[0] == pg_schema.SCHEMA_VERSION
+        indexes = {r[0] for r in raw.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'fc_blobs'")}
+        assert indexes == {"fc_blobs_pkey", "fc_blobs_base_ref"}
+
+
+def test_reading_a_checkpoint_probes_keys_however_many_rows_other_threads_have(pg_uri) -> None:
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        chat = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(3):
+            chat.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
+    with psycopg.connect(pg_uri, autocommit=True) as raw:
+        raw.execute(
+            "INSERT INTO fc_blobs SELECT 'other' || g, '', 'messages', lpad(g::text, 10, '0'), 'x', "
+            "'\\x00'::bytea, NULL FROM generate_series(1, 50000) g"
+        )
+        raw.execute("ANALYZE")
+        raw.execute("SET jit = off")  # as our reads run
+        for query, params in (
+            (pg_schema.GET_BLOBS, ("chat", "", None)),
+            (pg_schema.list_queries("WHERE thread_id = ?")[1], ("chat", 10)),
+        ):
+            plan = "\n".join(r[0] for r in raw.execute("EXPLAIN " + _args(query, params)[0], _args(query, params)[1]))
+            assert "Seq Scan on fc_blobs" not in plan, plan
+            assert "fc_blobs_pkey" in plan, plan
+
+
+async def test_a_failed_transaction_is_rolled_back_and_the_connection_goes_on(pg_uri) -> None:
+    # Our transactions are BEGIN ... COMMIT in one pipeline: a statement that
+    # fails must leave neither an open transaction nor a half-written one.
+    bad = [
+        ("INSERT INTO fc_schema (version) VALUES (?)", (99,), False),
+        ("INSERT INTO no_such_table VALUES (1)", (), False),
+    ]
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        app.invoke({"messages": [HumanMessage("one")]}, cfg("t"))
+        with pytest.raises(StorageError, match="no_such_table"):
+            saver._ready().write(bad)
+        assert saver.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        out = app.invoke({"messages": [HumanMessage("two")]}, cfg("t"))
+        assert out["messages"][-1].content == "you said 2 things, last: two"
+    async with AsyncPostgresSaver.from_conn_string(pg_uri) as saver:
+        with pytest.raises(StorageError, match="no_such_table"):
+            await (await saver._aready()).write(bad)
+        assert saver.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        out = await app.ainvoke({"messages": [HumanMessage("three")]}, cfg("t"))
+        assert out["messages"][-1].content == "you said 3 things, last: three"
+    with psycopg.connect(pg_uri, autocommit=True) as raw:
+        assert raw.execute("SELECT count(*) FROM fc_schema WHERE version = 99").fetchone()[0] == 0

@@ -44,22 +44,38 @@ ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"
 # -- builders (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) --------------------
 
 
-def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS) -> str:
+def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS, lateral: bool = False) -> str:
     """Blob rows of the ``wanted`` (thread, ns, channel, version) tuples plus
     every delta base they need, in one query (``ctes``: extra common table
     expressions ``wanted`` may use). Versions are compared as text: that is
-    how ``fc_blobs`` stores them and how delta headers name them."""
+    how ``fc_blobs`` stores them and how delta headers name them.
+
+    ``lateral`` (Postgres): each step probes the primary key on its own. The
+    planner cannot estimate how few rows a recursive term yields, and as a
+    plain join it hashes a scan of the whole blob table instead, which costs
+    the read time in proportion to every thread's rows. ``OFFSET 0`` keeps
+    the probe from being flattened back into such a join."""
+    key = "b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns AND b.channel = n.channel"
+    if lateral:
+
+        def probe(cols: str, extra: str = "") -> str:
+            where = f"{key} AND b.version = n.version{extra}"
+            return f"CROSS JOIN LATERAL (SELECT {cols} FROM fc_blobs b WHERE {where} OFFSET 0) b"
+
+        bases = probe("b.base", " AND b.base IS NOT NULL")
+        base = f"SELECT n.thread_id, n.checkpoint_ns, n.channel, b.base FROM need n {bases}"
+        rows = f"SELECT {columns} FROM need n {probe(columns)}"
+    else:
+        base = f"""SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
+            ON {key} AND b.version = n.version
+        WHERE b.base IS NOT NULL"""
+        rows = f"SELECT {columns} FROM need n JOIN fc_blobs b ON {key} AND b.version = n.version"
     return f"""WITH RECURSIVE {ctes}need(thread_id, checkpoint_ns, channel, version) AS (
         {wanted}
         UNION
-        SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
-            ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
-            AND b.channel = n.channel AND b.version = n.version
-        WHERE b.base IS NOT NULL
+        {base}
     )
-    SELECT {columns} FROM need n JOIN fc_blobs b
-        ON b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns
-        AND b.channel = n.channel AND b.version = n.version"""
+    {rows}"""
 
 
 def target_writes(target: str) -> str:

@@ -17,10 +17,12 @@ removal of a base some delta still needs.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from langgraph.checkpoint.base import get_serializable_checkpoint_metadata as checkpoint_metadata
 
+from fastcheckpoint import _sql
 from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
     ALL_KEYS,
     BLOB_COLUMNS,
@@ -36,10 +38,12 @@ from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver fi
     THREAD_WRITES,
     WRITE_COLUMNS,
     ancestors,
-    chain_query,
     page_writes,
     target_writes,
 )
+
+# Every chain probes the blob table by key, whatever its size (see chain_query).
+chain_query = partial(_sql.chain_query, lateral=True)
 
 __all__ = ["checkpoint_metadata"]  # metadata as upstream PostgresSaver stores it (without "writes")
 
@@ -93,6 +97,17 @@ MIGRATIONS: list[list[str]] = [
         "DO $$ BEGIN ALTER TABLE fc_checkpoints ADD COLUMN IF NOT EXISTS created_at DOUBLE PRECISION; END $$",
         "UPDATE fc_checkpoints SET created_at = extract(epoch FROM now()) WHERE created_at IS NULL",
     ],
+    # 3: the index the delta-base foreign key checks (on removing a base) leads
+    # with the base, and leaves out keyframes (no base). Led by (thread, ns,
+    # channel) it looked as good to the planner as the primary key for a
+    # lookup by version, and such reads then scanned the channel's every row.
+    [
+        """DO $$ BEGIN
+            DROP INDEX IF EXISTS fc_blobs_base;
+            CREATE INDEX IF NOT EXISTS fc_blobs_base_ref ON fc_blobs (base, thread_id, checkpoint_ns, channel)
+                WHERE base IS NOT NULL;
+        END $$""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -120,8 +135,10 @@ INSERT_WRITE = f"INSERT INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?,
 
 # -- reading one checkpoint (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) -----
 
-_TARGET = """coalesce(?3::text, (SELECT max(checkpoint_id) FROM fc_checkpoints
-    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0))"""
+# The latest visible checkpoint by a backward walk of the key that stops at the
+# first one (a max() aggregate over the thread reads all of its rows).
+_TARGET = """coalesce(?3::text, (SELECT checkpoint_id FROM fc_checkpoints
+    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0 ORDER BY checkpoint_id DESC LIMIT 1))"""
 GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata::text FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = target_writes(_TARGET)
