@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -124,6 +125,26 @@ def test_hypothesis_round_trip_and_bytes(value) -> None:
     assert enc == _msgpack_enc(value)
     up = JsonPlusSerializer()
     assert same(ours.codec.loads(enc), up.loads_typed(("msgpack", enc)))
+
+
+# Keys from a small alphabet share prefixes, suffixes and lengths, so many of
+# them land on the same slots of the decoder's key cache (inputs >= 1 KB).
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.dictionaries(st.text(alphabet="ab_\u00e9", max_size=20), st.integers(0, 3), max_size=8),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_repeated_keys_of_large_inputs_decode_exactly_and_interned(dicts) -> None:
+    ours = RustSerializer()
+    value = [dicts, b"\x00" * 1024]
+    enc = ours.codec.dumps(value)
+    decoded = ours.codec.loads(enc)
+    assert decoded == JsonPlusSerializer().loads_typed(("msgpack", enc))
+    for d in decoded[0]:
+        assert all(k is sys.intern(k) for k in d)
 
 
 def test_large_decodes_pause_the_gc_and_restore_its_state() -> None:

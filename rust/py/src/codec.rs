@@ -51,6 +51,11 @@ struct FastModel {
     extra: bool,
     /// `cls.__new__` (object's), looked up once.
     new: Py<PyAny>,
+    /// The type's `tp_alloc` when `__new__` is object's own: then an instance
+    /// starts as pydantic-core's `create_class` starts one, without the inline
+    /// attribute values `object.__new__` lays out and the `__dict__` we set
+    /// would at once replace (an allocation and a free less per message).
+    alloc: Option<pyo3::ffi::allocfunc>,
     /// `set(fields)`: each instance gets a copy as its `__pydantic_fields_set__`.
     all_fields: Py<PySet>,
 }
@@ -211,11 +216,27 @@ fn fast_model(
         return Ok(None);
     }
     let (fields, extra): (Vec<Bound<'_, PyString>>, bool) = plan.extract()?;
+    let new = cls.getattr(intern!(py, "__new__"))?;
+    let object_new = py
+        .get_type::<pyo3::types::PyAny>()
+        .getattr(intern!(py, "__new__"))?;
+    let alloc = match cls.downcast::<pyo3::types::PyType>() {
+        Ok(tp) if new.is(&object_new) => {
+            // SAFETY: a live type object; a heap type always has this slot.
+            let slot =
+                unsafe { pyo3::ffi::PyType_GetSlot(tp.as_type_ptr(), pyo3::ffi::Py_tp_alloc) };
+            (!slot.is_null()).then(|| unsafe {
+                std::mem::transmute::<*mut std::ffi::c_void, pyo3::ffi::allocfunc>(slot)
+            })
+        }
+        _ => None,
+    };
     Ok(Some(FastModel {
         all_fields: PySet::new(py, &fields)?.unbind(),
         fields: fields.into_iter().map(Bound::unbind).collect(),
         extra,
-        new: cls.getattr(intern!(py, "__new__"))?.unbind(),
+        new: new.unbind(),
+        alloc,
     }))
 }
 
@@ -251,7 +272,12 @@ fn fast_build<'py>(
         let all = unsafe {
             Bound::from_owned_ptr_or_err(py, pyo3::ffi::PySet_New(fm.all_fields.as_ptr()))?
         };
-        (kw.clone(), PyDict::new(py), all)
+        let extra = if fm.extra {
+            Some(PyDict::new(py))
+        } else {
+            None
+        };
+        (kw.clone(), extra, all)
     } else {
         let (fields, extra) = (PyDict::new(py), PyDict::new(py));
         for (i, (k, v)) in kw.iter().enumerate() {
@@ -262,9 +288,15 @@ fn fast_build<'py>(
             }
         }
         let fields_set = PySet::new(py, fields.keys())?.into_any();
-        (fields, extra, fields_set)
+        (fields, Some(extra), fields_set)
     };
-    let obj = fm.new.bind(py).call1((cls,))?;
+    let obj = match (fm.alloc, cls.downcast::<pyo3::types::PyType>()) {
+        // SAFETY: the type's own allocator, called as object.__new__ calls it.
+        (Some(alloc), Ok(tp)) => unsafe {
+            Bound::from_owned_ptr_or_err(py, alloc(tp.as_type_ptr(), 0))?
+        },
+        _ => fm.new.bind(py).call1((cls,))?,
+    };
     let set = |attr: &Bound<'py, PyString>, value: &Bound<'py, PyAny>| -> PyResult<()> {
         // object.__setattr__: bypasses pydantic's validating __setattr__.
         let rc = unsafe {
@@ -278,10 +310,9 @@ fn fast_build<'py>(
     };
     set(intern!(py, "__dict__"), fields.as_any())?;
     set(intern!(py, "__pydantic_fields_set__"), fields_set.as_any())?;
-    let extra = if fm.extra {
-        extra.into_any()
-    } else {
-        py.None().into_bound(py)
+    let extra = match extra {
+        Some(extra) if fm.extra => extra.into_any(),
+        _ => py.None().into_bound(py),
     };
     set(intern!(py, "__pydantic_extra__"), &extra)?;
     set(

@@ -3,7 +3,6 @@
 //! before anything is allocated, nesting is bounded, and every ext payload goes
 //! through the codec's security policy before any class is called.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -16,25 +15,35 @@ use crate::pyrefs::std;
 pub const MAX_DEPTH: usize = 512;
 /// Map keys up to this length are shared within one decode...
 const KEY_CACHE_LEN: usize = 64;
-const KEY_CACHE_ENTRIES: usize = 1024;
+/// ...in a direct-mapped table of this many slots (a power of two)...
+const KEY_CACHE_SLOTS: usize = 256;
 /// ...of an input at least this long (a small one rarely repeats a key).
 const KEY_CACHE_MIN_INPUT: usize = 1024;
 
-/// xxh3 for the key cache: SipHash showed in profiles of short keys.
-#[derive(Default)]
-struct KeyHasher(u64);
+/// A history repeats the same few dozen keys thousands of times. A key is
+/// kept in the slot its bytes hash to or the one beside it; when both are
+/// taken it replaces the neighbour, so a collision only costs a new
+/// (interned) string. Cheaper than a hash map: no general-purpose hash of the
+/// bytes, no probing.
+struct KeyCache<'a, 'py>(Vec<Option<(&'a [u8], Bound<'py, PyString>)>>);
 
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
+impl<'a, 'py> KeyCache<'a, 'py> {
+    fn new() -> Self {
+        Self((0..KEY_CACHE_SLOTS).map(|_| None).collect())
     }
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+
+    /// From the first and last 8 bytes (a shorter key: all of it) and the
+    /// length: keys of one schema differ there.
+    fn slot(b: &[u8]) -> usize {
+        let n = b.len();
+        let (head, tail) = match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+            (Some(h), Some(t)) => (u64::from_le_bytes(*h), u64::from_le_bytes(*t)),
+            _ => (b.iter().fold(0, |w, &c| w << 8 | c as u64), 0),
+        };
+        let h = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 56) as usize & (KEY_CACHE_SLOTS - 1)
     }
 }
-
-type KeyMap<'a, 'py> =
-    HashMap<&'a [u8], Bound<'py, PyString>, std::hash::BuildHasherDefault<KeyHasher>>;
 
 pub struct Decoder<'a, 'py> {
     py: Python<'py>,
@@ -42,9 +51,9 @@ pub struct Decoder<'a, 'py> {
     buf: &'a [u8],
     pos: usize,
     depth: usize,
-    /// A history repeats the same few dozen keys thousands of times: each is
-    /// built once, interned, so pydantic field names match it by identity.
-    keys: Option<KeyMap<'a, 'py>>,
+    /// Map keys, each built once and interned, so pydantic field names match
+    /// it by identity.
+    keys: Option<KeyCache<'a, 'py>>,
     /// Classes this decode has resolved, by (module, name).
     classes: Vec<(&'a str, &'a str, Arc<Resolved>)>,
 }
@@ -97,7 +106,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             buf,
             pos: 0,
             depth,
-            keys: (buf.len() >= KEY_CACHE_MIN_INPUT).then(KeyMap::default),
+            keys: (buf.len() >= KEY_CACHE_MIN_INPUT).then(KeyCache::new),
             classes: Vec::new(),
         }
     }
@@ -200,16 +209,20 @@ impl<'a, 'py> Decoder<'a, 'py> {
             return py_str(self.py, b);
         }
         let keys = self.keys.as_mut().expect("checked above");
-        if let Some(k) = keys.get(b) {
-            return Ok(k.clone().into_any());
+        let at = KeyCache::slot(b);
+        // Two ways: a key whose slot is taken settles in the neighbouring one.
+        for i in [at, at ^ 1] {
+            match &keys.0[i] {
+                Some((seen, k)) if *seen == b => return Ok(k.clone().into_any()),
+                _ => {}
+            }
         }
         let Ok(text) = std::str::from_utf8(b) else {
             return py_str(self.py, b); // CPython words the error
         };
         let k = PyString::intern(self.py, text);
-        if keys.len() < KEY_CACHE_ENTRIES {
-            keys.insert(b, k.clone());
-        }
+        let free = if keys.0[at].is_none() { at } else { at ^ 1 };
+        keys.0[free] = Some((b, k.clone()));
         Ok(k.into_any())
     }
 
