@@ -166,3 +166,35 @@ def test_processes_and_threads_share_one_file(tmp_path) -> None:
         items = saver.get_tuple(cfg("shared")).checkpoint["channel_values"]["items"]
         writer = items[0].rsplit("-", 1)[0]
         assert items == [f"{writer}-{j}" for j in range(puts)]
+
+
+def test_a_failing_batch_of_a_group_commit_is_undone_alone(tmp_path) -> None:
+    from fastcheckpoint._native import SqliteStore
+    from fastcheckpoint.errors import DatabaseLockedError, MissingRowError, StorageError
+
+    store = SqliteStore(str(tmp_path / "g.db"))
+    store.execute_script("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    add = "INSERT INTO t (k) VALUES (?)"
+    results = store.write_group(
+        [
+            [(add, ["a"], False)],
+            [(add, ["b"], False), ("INSERT INTO no_such_table VALUES (1)", [], False)],
+            [(add, ["c"], False), ("SELECT 1 FROM t WHERE k = 'zz'", [], True)],  # a required row is missing
+            [(add, ["d"], False), (add, ["e"], False)],
+        ]
+    )
+    assert results[0] == [1] and results[3] == [1, 1]
+    assert isinstance(results[1], StorageError) and "no_such_table" in str(results[1])
+    assert isinstance(results[2], MissingRowError)
+    assert [r[0] for r in store.read([("SELECT k FROM t ORDER BY k", [])])[0]] == ["a", "d", "e"]
+    # The transaction as a whole failing (here: the lock held by another
+    # connection past the busy timeout) is every batch's error, and stores nothing.
+    store.close()
+    store = SqliteStore(str(tmp_path / "g.db"), busy_timeout=0.2)
+    other = sqlite3.connect(str(tmp_path / "g.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(DatabaseLockedError):
+        store.write_group([[(add, ["f"], False)], [(add, ["g"], False)]])
+    other.execute("ROLLBACK")
+    assert [r[0] for r in store.read([("SELECT k FROM t ORDER BY k", [])])[0]] == ["a", "d", "e"]
+    assert store.write_group([[(add, ["f"], False)], [(add, ["g"], False)]]) == [[1], [1]]

@@ -108,16 +108,22 @@ async def aiter_op(op: Op[Any], store: AsyncStore) -> AsyncIterator[Page]:
             error = e
 
 
-def _capture(op: Op[T], box: list[T]) -> Op[None]:
-    box.append((yield from op))
-
-
 async def arun_op(op: Op[T], store: AsyncStore) -> T:
     """``StoreSaver._run`` for an async store."""
-    box: list[T] = []
-    async for _ in aiter_op(_capture(op, box), store):
-        raise AssertionError("an operation run for its result yielded a page")
-    return box[0]
+    result: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            request = op.throw(error) if error is not None else op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        if isinstance(request, Page):
+            raise AssertionError("an operation run for its result yielded a page")
+        result, error = None, None
+        try:
+            result = await (store.read(request) if isinstance(request, Read) else store.write(request))
+        except Exception as e:
+            error = e
 
 
 def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -239,10 +245,11 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 error = e
 
     def _run(self, op: Op[T], store: Store | None = None) -> T:
-        box: list[T] = []
-        for _ in self._iter(_capture(op, box), store):
-            raise AssertionError("an operation run for its result yielded a page")
-        return box[0]
+        try:
+            next(self._iter(op, store))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        raise AssertionError("an operation run for its result yielded a page")
 
     # -- reading -------------------------------------------------------------------
 
@@ -755,6 +762,12 @@ class StoreSaver(BaseCheckpointSaver[str]):
         return f"{current_v + 1:032}.{random.random():016}"
 
     # -- async twins: the same work on a worker thread (stores release the GIL) ----------
+    # (aput / aput_writes run on the event loop when the saver has an async store)
+
+    async def _astore(self) -> AsyncStore | None:
+        """A store ``aput`` / ``aput_writes`` run on, encoding on the event loop
+        (as upstream's async savers do); None: on a worker thread."""
+        return None
 
     async def _aready(self) -> None:
         # Only setting up blocks; once set up the store is at hand.
@@ -786,12 +799,17 @@ class StoreSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        if (store := await self._astore()) is not None:
+            return await arun_op(self._put_op(config, checkpoint, metadata, new_versions), store)
         await self._aready()
         return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
+        if (store := await self._astore()) is not None:
+            await arun_op(self._put_writes_op(config, writes, task_id, task_path), store)
+            return
         await self._aready()
         await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
 

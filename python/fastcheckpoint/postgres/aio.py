@@ -17,9 +17,6 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
     CheckpointTuple,
     DeltaChannelHistory,
     SerializerProtocol,
@@ -106,6 +103,9 @@ class AsyncPostgresSaver(StoreSaver):
             await self.setup()
         return self._store()
 
+    async def _astore(self) -> AsyncPgStore:
+        return await self._aready()
+
     def _ready(self) -> _FromThread:
         if on_loop(self.loop):
             raise asyncio.InvalidStateError(
@@ -134,20 +134,6 @@ class AsyncPostgresSaver(StoreSaver):
         async for page in aiter_op(self._list_op(config, filter, before, limit), store):
             for item in page:
                 yield item
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await arun_op(self._put_op(config, checkpoint, metadata, new_versions), await self._aready())
-
-    async def aput_writes(
-        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
-    ) -> None:
-        await arun_op(self._put_writes_op(config, writes, task_id, task_path), await self._aready())
 
     async def adelete_thread(self, thread_id: str) -> None:
         await arun_op(self._delete_thread_op(thread_id), await self._aready())

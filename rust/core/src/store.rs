@@ -140,9 +140,60 @@ impl Store {
     fn write_once(conn: &Connection, batch: &[Stmt]) -> Result<Vec<usize>> {
         crash::point("begin");
         let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        // On an error, dropping `tx` rolls back.
+        let counts = Self::run(conn, batch)?;
+        crash::point("commit");
+        tx.commit()?;
+        crash::point("committed");
+        Ok(counts)
+    }
+
+    /// Runs several callers' batches in one `BEGIN IMMEDIATE` transaction
+    /// (group commit: one lock, one commit and one write of each page touched
+    /// for all of them). Each batch runs inside its own savepoint, so a batch
+    /// that fails is undone alone and gets its error while the others commit.
+    /// An error that ends the transaction itself (the commit, a full disk, an
+    /// I/O error) is the whole group's: nothing of it is stored.
+    pub fn write_group(&mut self, batches: &[Vec<Stmt>]) -> Result<Vec<Result<Vec<usize>>>> {
+        self.retrying(|c| Self::write_group_once(c, batches))
+    }
+
+    fn write_group_once(
+        conn: &Connection,
+        batches: &[Vec<Stmt>],
+    ) -> Result<Vec<Result<Vec<usize>>>> {
+        crash::point("begin");
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(batches.len());
+        for batch in batches {
+            conn.execute_batch("SAVEPOINT fc_batch")?;
+            match Self::run(conn, batch) {
+                Ok(counts) => {
+                    conn.execute_batch("RELEASE fc_batch")?;
+                    out.push(Ok(counts));
+                }
+                // SQLite may have rolled the whole transaction back by itself.
+                Err(e) if matches!(e, StoreError::Busy(_)) || conn.is_autocommit() => {
+                    return Err(e)
+                }
+                Err(e) => {
+                    conn.execute_batch("ROLLBACK TO fc_batch; RELEASE fc_batch")?;
+                    out.push(Err(e));
+                }
+            }
+        }
+        crash::point("commit");
+        tx.commit()?;
+        crash::point("committed");
+        Ok(out)
+    }
+
+    /// The statements of one batch, in the open transaction: the rows each
+    /// changed (queries: the rows they returned).
+    fn run(conn: &Connection, batch: &[Stmt]) -> Result<Vec<usize>> {
         let mut counts = Vec::with_capacity(batch.len());
         for (i, s) in batch.iter().enumerate() {
-            let mut st = tx.prepare_cached(&s.sql)?;
+            let mut st = conn.prepare_cached(&s.sql)?;
             let params = rusqlite::params_from_iter(s.params.iter());
             let n = if st.readonly() {
                 let mut rows = st.query(params)?;
@@ -155,15 +206,11 @@ impl Store {
                 st.execute(params)?
             };
             if s.require_row && n == 0 {
-                // Dropping `tx` rolls back.
                 return Err(StoreError::MissingRow(i));
             }
             counts.push(n);
             crash::point("row");
         }
-        crash::point("commit");
-        tx.commit()?;
-        crash::point("committed");
         Ok(counts)
     }
 

@@ -139,6 +139,28 @@ impl SqliteStore {
         self.with(py, move |s| s.write(&stmts))
     }
 
+    /// Runs several batches like `write`'s in one transaction (group commit);
+    /// returns for each its row counts, or the typed error that undid it alone.
+    /// An error of the transaction as a whole is raised: nothing was stored.
+    fn write_group<'py>(
+        &self,
+        py: Python<'py>,
+        batches: &Bound<'py, PyList>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let batches = batches
+            .iter()
+            .map(|b| to_stmts(b.downcast::<PyList>()?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let results = self.with(py, move |s| s.write_group(&batches))?;
+        results
+            .into_iter()
+            .map(|r| match r {
+                Ok(counts) => Ok(counts.into_pyobject(py)?.into_any()),
+                Err(e) => Ok(store_error(e).into_value(py).into_bound(py).into_any()),
+            })
+            .collect()
+    }
+
     /// Runs `[(sql, params), ...]` in one read transaction; returns each one's rows.
     fn read<'py>(
         &self,
