@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
 import gc
 import math
 import sys
+import uuid
 
 import numpy as np
 import pytest
@@ -58,6 +61,50 @@ def test_bytes_identical(value) -> None:
     if isinstance(value, (bytes, bytearray)) or type(value).__name__ == "Team":
         return
     assert RustSerializer().codec.dumps(value) == _msgpack_enc(value)
+
+
+class _Uuid(uuid.UUID):
+    pass
+
+
+class _Date(datetime.date):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+class _TupleEnum(tuple, enum.Enum):
+    A = (1, "a")
+
+
+class _Num(enum.IntEnum):
+    ONE = 1
+
+
+KEY_CASES = [
+    {uuid.UUID(int=0): 1, uuid.UUID(int=2**128 - 1): 2, uuid.uuid4(): 3},
+    {datetime.date(1, 1, 1): 1, datetime.date(9999, 12, 31): 2},
+    {datetime.datetime(2024, 5, 6, 7, 8, 9): 1, datetime.time(1, 2, 3): 2},
+    {_Num.ONE: 1, _TupleEnum.A: 2, _Str("s"): 3, True: 4, b"b": 5},
+    {(1, (uuid.UUID(int=9), datetime.date(2020, 1, 1)), "t"): 1},
+]
+
+
+@pytest.mark.parametrize("value", KEY_CASES, ids=range(len(KEY_CASES)))
+def test_non_str_dict_keys_written_as_ormsgpack_writes_them(value) -> None:
+    assert RustSerializer().codec.dumps(value) == _msgpack_enc(value)
+
+
+def test_subclassed_uuid_and_date_keys_written_as_text(upstream, ours) -> None:
+    # ormsgpack refuses these keys (so upstream cannot save such a state at all);
+    # we write the text their base class would give, which upstream reads back.
+    value = {_Uuid(int=7): 1, _Date(2024, 2, 29): 2}
+    with pytest.raises(TypeError):
+        _msgpack_enc(value)
+    expected = {str(uuid.UUID(int=7)): 1, "2024-02-29": 2}
+    assert upstream.loads_typed(ours.dumps_typed(value)) == expected
 
 
 def test_lone_surrogates_replaced_like_upstream(upstream, ours) -> None:

@@ -6,8 +6,10 @@
 //! to a Python cold path (`fastcheckpoint._cold.default`) that mirrors upstream.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::{Arc, LazyLock, Mutex};
 
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{
@@ -359,7 +361,9 @@ impl<'py> Encoder<'py> {
         Ok(())
     }
 
-    /// Map keys as ormsgpack's OPT_NON_STR_KEYS writes them.
+    /// Map keys as ormsgpack's OPT_NON_STR_KEYS writes them. Exact builtin
+    /// types are settled first by pointer; an enum is found by its type's MRO
+    /// (a Python-level isinstance would dispatch through the metaclass).
     fn key(&mut self, k: &Bound<'py, PyAny>) -> PyResult<()> {
         let py = self.py;
         let s = self.s;
@@ -370,54 +374,57 @@ impl<'py> Encoder<'py> {
             || k.is_exact_instance_of::<PyInt>()
             || k.is_exact_instance_of::<PyFloat>()
             || k.is_exact_instance_of::<PyBool>()
+            || k.is_exact_instance_of::<PyBytes>()
         {
             return self.value(k);
         }
-        if k.is_instance(s.enum_base.bind(py))? {
+        let ty = k.get_type();
+        if ty.is(s.uuid.bind(py)) {
+            // str(uuid) without running UUID.__str__ (Python code).
+            let n: u128 = k.getattr(intern!(py, "int"))?.extract()?;
+            let text = uuid_text(n);
+            rmp::encode::write_str(
+                &mut self.buf,
+                std::str::from_utf8(&text).unwrap_or_default(),
+            )
+            .ok();
+            return Ok(());
+        }
+        if ty.is(s.date.bind(py)) {
+            let (y, m, d): (u16, u8, u8) = (
+                k.getattr(intern!(py, "year"))?.extract()?,
+                k.getattr(intern!(py, "month"))?.extract()?,
+                k.getattr(intern!(py, "day"))?.extract()?,
+            );
+            let mut text = [0u8; 10];
+            write!(&mut text[..], "{y:04}-{m:02}-{d:02}").ok();
+            rmp::encode::write_str(
+                &mut self.buf,
+                std::str::from_utf8(&text).unwrap_or_default(),
+            )
+            .ok();
+            return Ok(());
+        }
+        if let Ok(t) = k.downcast_exact::<PyTuple>() {
+            return self.key_tuple(t);
+        }
+        // SAFETY: two live type objects.
+        if unsafe { ffi::PyType_IsSubtype(ty.as_type_ptr(), s.enum_base.bind(py).as_type_ptr()) }
+            != 0
+        {
             return self.key(&k.getattr("value")?);
         }
         if k.is_instance_of::<PyString>() {
             return self.str_bytes(k);
         }
-        if k.is_none()
-            || k.is_instance_of::<PyInt>()
+        if k.is_instance_of::<PyInt>()
             || k.is_instance_of::<PyFloat>()
             || k.is_instance_of::<PyBytes>()
         {
             return self.value(k);
         }
         if let Ok(t) = k.downcast::<PyTuple>() {
-            rmp::encode::write_array_len(&mut self.buf, t.len() as u32).ok();
-            self.enter()?;
-            for it in t.iter() {
-                self.key(&it)?;
-            }
-            self.depth -= 1;
-            return Ok(());
-        }
-        if k.get_type().is(s.uuid.bind(py)) {
-            // str(uuid) without running UUID.__str__ (Python code).
-            let n: u128 = k.getattr(intern!(py, "int"))?.extract()?;
-            let h = format!("{n:032x}");
-            let text = format!(
-                "{}-{}-{}-{}-{}",
-                &h[..8],
-                &h[8..12],
-                &h[12..16],
-                &h[16..20],
-                &h[20..]
-            );
-            rmp::encode::write_str(&mut self.buf, &text).ok();
-            return Ok(());
-        }
-        if k.get_type().is(s.date.bind(py)) {
-            let (y, m, d): (u16, u8, u8) = (
-                k.getattr(intern!(py, "year"))?.extract()?,
-                k.getattr(intern!(py, "month"))?.extract()?,
-                k.getattr(intern!(py, "day"))?.extract()?,
-            );
-            rmp::encode::write_str(&mut self.buf, &format!("{y:04}-{m:02}-{d:02}")).ok();
-            return Ok(());
+            return self.key_tuple(t);
         }
         if k.is_instance(s.uuid.bind(py))? {
             return self.str_bytes(&k.str()?.into_any());
@@ -429,6 +436,16 @@ impl<'py> Encoder<'py> {
             "Dict key must a type serializable with OPT_NON_STR_KEYS, got {}",
             k.get_type().name()?
         )))
+    }
+
+    fn key_tuple(&mut self, t: &Bound<'py, PyTuple>) -> PyResult<()> {
+        rmp::encode::write_array_len(&mut self.buf, t.len() as u32).ok();
+        self.enter()?;
+        for it in t.iter() {
+            self.key(&it)?;
+        }
+        self.depth -= 1;
+        Ok(())
     }
 
     /// Writes an ext whose payload is produced by `f`, with the smallest header.
@@ -681,4 +698,20 @@ impl<'py> Encoder<'py> {
         self.depth -= 1;
         res
     }
+}
+
+/// `str(uuid)` of the 128-bit value: 8-4-4-4-12 lowercase hex digits.
+fn uuid_text(n: u128) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut at = 0;
+    for i in 0..32 {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out[at] = b'-';
+            at += 1;
+        }
+        out[at] = HEX[(n >> (124 - 4 * i)) as usize & 0xf];
+        at += 1;
+    }
+    out
 }
