@@ -132,6 +132,9 @@ class GroupCommit:
                         self._settle(group, results)
                         raise
                 self._settle(group, results)
+                # Let the callers just answered put their next statements in
+                # before the next group is taken, so they share its commit.
+                await asyncio.sleep(0)
         finally:
             self.flusher = None
 
