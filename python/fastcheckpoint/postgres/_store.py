@@ -93,12 +93,11 @@ def _framed(conn: Any, statements: Sequence[Any], read: bool) -> tuple[bool, lis
     """Whether the transaction is ours to frame with BEGIN/COMMIT, and the
     statements to send (the caller's come last, before our COMMIT)."""
     idle = conn.info.transaction_status == TransactionStatus.IDLE
-    own = idle and conn.autocommit
-    head = (_READ_SETTINGS if idle else []) if read else []
+    head = [(setting, ()) for setting in _READ_SETTINGS] if read and idle else []
     sent = [(sql, params) for sql, params, *_ in statements]
-    if own:
-        return True, [("BEGIN", ()), *[(h, ()) for h in head], *sent, ("COMMIT", ())]
-    return False, [*[(h, ()) for h in head], *sent]
+    if idle and conn.autocommit:
+        return True, [("BEGIN", ()), *head, *sent, ("COMMIT", ())]
+    return False, [*head, *sent]
 
 
 def _results(own: bool, cursors: list[Any], n: int) -> list[Any]:

@@ -143,8 +143,10 @@ class GroupCommit:
         for (_, done), result in zip(group, results, strict=True):
             if done.done():  # its caller was cancelled (what it wrote is stored all the same)
                 continue
-            if isinstance(result, BaseException):
+            if isinstance(result, Exception):
                 done.set_exception(result)
+            elif isinstance(result, BaseException):  # the flushing task was cancelled or interrupted
+                done.cancel()
             else:
                 done.set_result(result)
 
