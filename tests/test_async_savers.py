@@ -5,7 +5,6 @@ sync savers refuse)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 from langchain_core.messages import HumanMessage
@@ -23,12 +22,6 @@ from tests import graphs
 
 def cfg(thread: str, **extra) -> dict:
     return {"configurable": {"thread_id": thread, **extra}}
-
-
-@asynccontextmanager
-async def _sync_as_async(path: str) -> AsyncIterator[SqliteSaver]:
-    with SqliteSaver.from_conn_string(path) as s:
-        yield s
 
 
 @pytest.fixture(params=["aio", "sync-saver", "aio-memory", "pg-aio", "pg-aio-pool", "pg-sync-saver"])
@@ -124,61 +117,55 @@ def _write(w: tuple) -> tuple:
     return channel, [m.content for m in value] if isinstance(value, list) else value
 
 
-@pytest.mark.parametrize("cls", ["aio", "sync-saver"])
-async def test_concurrent_runs_share_commits_and_each_is_stored(cls, tmp_path) -> None:
+async def test_concurrent_runs_share_commits_and_each_is_stored(saver, tmp_path) -> None:
     """Eight threads at once: their puts and writes are committed in groups
     (one transaction for whatever is waiting); every thread's history must be
     exactly a run of its own on the sync path."""
     import asyncio
 
-    path = str(tmp_path / "c.db")
-    opened = AsyncSqliteSaver.from_conn_string(path) if cls == "aio" else _sync_as_async(path)
-    async with opened as saver:
-        app = graphs.chat_graph().compile(checkpointer=saver)
+    app = graphs.chat_graph().compile(checkpointer=saver)
 
-        async def talk(thread: str) -> None:
+    async def talk(thread: str) -> None:
+        for i in range(6):
+            await app.ainvoke({"messages": [HumanMessage(f"{thread} turn {i}")]}, cfg(thread))
+
+    await asyncio.gather(*(talk(f"t{n}") for n in range(8)))
+    with SqliteSaver.from_conn_string(str(tmp_path / "alone.db")) as alone:
+        solo = graphs.chat_graph().compile(checkpointer=alone)
+        for n in range(8):
             for i in range(6):
-                await app.ainvoke({"messages": [HumanMessage(f"{thread} turn {i}")]}, cfg(thread))
-
-        await asyncio.gather(*(talk(f"t{n}") for n in range(8)))
-        with SqliteSaver.from_conn_string(str(tmp_path / "alone.db")) as alone:
-            solo = graphs.chat_graph().compile(checkpointer=alone)
-            for n in range(8):
-                for i in range(6):
-                    solo.invoke({"messages": [HumanMessage(f"t{n} turn {i}")]}, cfg(f"t{n}"))
-            for n in range(8):
-                ours = [t async for t in saver.alist(cfg(f"t{n}"))]
-                theirs = list(alone.list(cfg(f"t{n}")))
-                assert len(ours) == len(theirs) == 6 * 3  # input, loop and assistant step per turn
-                for a, b in zip(ours, theirs, strict=True):  # message ids are random
-                    assert _texts(a) == _texts(b)
-                    assert a.metadata["step"] == b.metadata["step"]
-                    # (writes are encoded when the async task runs, after the reducer
-                    # may have given the messages ids: upstream's async saver too)
-                    assert [_write(w) for w in a.pending_writes] == [_write(w) for w in b.pending_writes]
+                solo.invoke({"messages": [HumanMessage(f"t{n} turn {i}")]}, cfg(f"t{n}"))
+        for n in range(8):
+            ours = [t async for t in saver.alist(cfg(f"t{n}"))]
+            theirs = list(alone.list(cfg(f"t{n}")))
+            assert len(ours) == len(theirs) == 6 * 3  # input, loop and assistant step per turn
+            for a, b in zip(ours, theirs, strict=True):  # message ids are random
+                assert _texts(a) == _texts(b)
+                assert a.metadata["step"] == b.metadata["step"]
+                # (writes are encoded when the async task runs, after the reducer
+                # may have given the messages ids: upstream's async saver too)
+                assert [_write(w) for w in a.pending_writes] == [_write(w) for w in b.pending_writes]
 
 
-async def test_a_cancelled_put_leaves_its_thread_consistent(tmp_path) -> None:
+async def test_a_cancelled_put_leaves_its_thread_consistent(saver) -> None:
     import asyncio
 
     from benches.test_bench_sqlite import chat_checkpoints
 
-    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "c.db")) as saver:
-        await saver.setup()
-        streams = {f"t{n}": chat_checkpoints(saver, 6, f"t{n}") for n in range(8)}
-        last: dict[str, list] = {}
-        for round_ in range(20):
-            batch = {t: next(s) for t, s in streams.items()}
-            tasks = {t: asyncio.create_task(saver.aput(*args)) for t, args in batch.items()}
-            await asyncio.sleep(0)  # every put has queued its statements
-            victim = f"t{round_ % 8}"
+    streams = {f"t{n}": chat_checkpoints(saver, 6, f"t{n}") for n in range(8)}
+    for round_ in range(21):
+        batch = {t: next(s) for t, s in streams.items()}
+        tasks = {t: asyncio.create_task(saver.aput(*args)) for t, args in batch.items()}
+        await asyncio.sleep(0)
+        victim = f"t{round_ % 8}" if round_ < 20 else None  # the last round runs clean
+        if victim:
             tasks[victim].cancel()
-            for t, task in tasks.items():
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    assert t == victim
-            for t, args in batch.items():
-                last[t] = args[1]["channel_values"]["messages"]
-        for t, messages in last.items():
-            assert (await saver.aget_tuple(cfg(t))).checkpoint["channel_values"]["messages"] == messages
+        for t, task in tasks.items():
+            try:
+                await task
+            except asyncio.CancelledError:
+                assert t == victim
+    for t, args in batch.items():
+        assert (await saver.aget_tuple(cfg(t))).checkpoint["channel_values"]["messages"] == args[1]["channel_values"][
+            "messages"
+        ]

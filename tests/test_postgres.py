@@ -246,3 +246,32 @@ async def test_a_failed_transaction_is_rolled_back_and_the_connection_goes_on(pg
         assert out["messages"][-1].content == "you said 3 things, last: three"
     with psycopg.connect(pg_uri, autocommit=True) as raw:
         assert raw.execute("SELECT count(*) FROM fc_schema WHERE version = 99").fetchone()[0] == 0
+
+
+async def test_a_group_commit_isolates_a_failing_batch_and_merges_inserts(pg_uri) -> None:
+    from fastcheckpoint.errors import MissingRowError
+    from fastcheckpoint.postgres._store import AsyncPgStore
+
+    with psycopg.connect(pg_uri, autocommit=True) as raw:
+        raw.execute("CREATE TABLE g (k TEXT PRIMARY KEY, ref TEXT REFERENCES g (k))")
+    add = "INSERT INTO g (k, ref) VALUES (?, ?) ON CONFLICT DO NOTHING"
+    async with await psycopg.AsyncConnection.connect(pg_uri, **KWARGS) as conn:
+        store = AsyncPgStore(conn, asyncio.Lock())
+        # Merged into one executemany per statement text, counts given back per row.
+        assert await store.write_group(
+            [[(add, ("a", None), False), (add, ("b", "a"), False)], [(add, ("c", "b"), False)]]
+        ) == [
+            [1, 1],
+            [1],
+        ]
+        # One batch fails (its row's reference is missing): it alone gets the error.
+        results = await store.write_group(
+            [[(add, ("d", None), False)], [(add, ("e", "nope"), False)], [(add, ("f", "d"), False)]]
+        )
+        assert results[0] == [1] and results[2] == [1]
+        assert isinstance(results[1], MissingRowError)
+        # A row already there: the merged run reports zeros, never a count too high.
+        results = await store.write_group([[(add, ("a", None), False)], [(add, ("g", None), False)]])
+        assert results == [[0], [0]]
+        rows = await store.read([("SELECT k FROM g ORDER BY k", ())])
+        assert [r[0] for r in rows[0]] == ["a", "b", "c", "d", "f", "g"]

@@ -25,7 +25,7 @@ from psycopg import AsyncConnection, AsyncPipeline
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from fastcheckpoint._saver import StoreSaver, aiter_op, arun_op, on_loop
+from fastcheckpoint._saver import GroupCommit, StoreSaver, aiter_op, arun_op, on_loop
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres import setup_op
 from fastcheckpoint.postgres._store import AsyncPgStore
@@ -68,6 +68,7 @@ class AsyncPostgresSaver(StoreSaver):
         self.loop = asyncio.get_running_loop()
         self.is_setup = False
         self._setup_lock = asyncio.Lock()
+        self._group: GroupCommit | None = None  # puts and writes of concurrent tasks share transactions
 
     @classmethod
     @asynccontextmanager
@@ -103,8 +104,11 @@ class AsyncPostgresSaver(StoreSaver):
             await self.setup()
         return self._store()
 
-    async def _astore(self) -> AsyncPgStore:
-        return await self._aready()
+    async def _astore(self) -> GroupCommit:
+        store = await self._aready()
+        if self._group is None:
+            self._group = GroupCommit(self, store.read, store.write_group)
+        return self._group
 
     def _ready(self) -> _FromThread:
         if on_loop(self.loop):
