@@ -45,7 +45,8 @@ from fastcheckpoint.errors import (
 )
 
 _PLACEHOLDER = re.compile(r"\?(\d*)")
-_READ_SETTINGS = ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", "SET LOCAL jit = off"]
+_READ_ISOLATION = "ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+_NO_JIT = ("SET LOCAL jit = off", ())
 # Transient conflicts between concurrent transactions: the call is retried.
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _ATTEMPTS = 8
@@ -121,10 +122,11 @@ def _framed(conn: Any, statements: Sequence[Any], read: bool) -> tuple[bool, lis
     """Whether the transaction is ours to frame with BEGIN/COMMIT, and the
     statements to send (the caller's come last, before our COMMIT)."""
     idle = conn.info.transaction_status == TransactionStatus.IDLE
-    head = [(setting, ()) for setting in _READ_SETTINGS] if read and idle else []
     sent = [(sql, params) for sql, params, *_ in statements]
     if idle and conn.autocommit:
-        return True, [("BEGIN", ()), *head, *sent, ("COMMIT", ())]
+        head = [(f"BEGIN {_READ_ISOLATION}", ()), _NO_JIT] if read else [("BEGIN", ())]
+        return True, [*head, *sent, ("COMMIT", ())]
+    head = [(f"SET TRANSACTION {_READ_ISOLATION}", ()), _NO_JIT] if read and idle else []
     return False, [*head, *sent]
 
 
