@@ -275,3 +275,13 @@ async def test_a_group_commit_isolates_a_failing_batch_and_merges_inserts(pg_uri
         assert results == [[0], [0]]
         rows = await store.read([("SELECT k FROM g ORDER BY k", ())])
         assert [r[0] for r in rows[0]] == ["a", "b", "c", "d", "f", "g"]
+
+
+def test_reads_run_repeatable_read_without_jit(pg_uri) -> None:
+    with PostgresSaver.from_conn_string(pg_uri) as saver:
+        (jit,), (isolation,) = (
+            rows[0] for rows in saver._ready().read([("SHOW jit", ()), ("SHOW transaction_isolation", ())])
+        )
+        assert (jit, isolation) == ("off", "repeatable read")
+        # ...in our transaction only: the session keeps its own settings.
+        assert saver.conn.execute("SHOW jit").fetchone()["jit"] == "on"
