@@ -101,6 +101,7 @@ def messages() -> list:
     tool_call = {"name": "search", "args": {"q": "weather"}, "id": "call_1", "type": "tool_call"}
     return [
         HumanMessage("hello ✓", id="h1"),
+        HumanMessage("x" * 70_000, id="big"),  # a payload past 64 KiB: an ext32 header
         HumanMessage([{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "data:x"}}]),
         AIMessage(
             "",

@@ -450,18 +450,25 @@ impl<'py> Encoder<'py> {
 
     /// Writes an ext whose payload is produced by `f`, with the smallest header.
     fn ext(&mut self, code: i8, f: impl FnOnce(&mut Self) -> PyResult<()>) -> PyResult<()> {
-        const RESERVED: usize = 6;
+        // Room for an ext16 header, the usual size of a model's payload; the
+        // payload is moved only when its header turns out shorter or longer.
+        const RESERVED: usize = 4;
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; RESERVED]);
         self.enter()?;
         f(self)?;
         self.depth -= 1;
         let len = self.buf.len() - start - RESERVED;
-        let mut head = Vec::with_capacity(RESERVED);
+        let mut head = Vec::with_capacity(6);
         rmp::encode::write_ext_meta(&mut head, len as u32, code).ok();
         if head.len() < RESERVED {
             self.buf.copy_within(start + RESERVED.., start + head.len());
             self.buf.truncate(start + head.len() + len);
+        } else if head.len() > RESERVED {
+            let grow = head.len() - RESERVED;
+            self.buf.extend_from_slice(&[0; 2][..grow]);
+            self.buf
+                .copy_within(start + RESERVED..start + RESERVED + len, start + head.len());
         }
         self.buf[start..start + head.len()].copy_from_slice(&head);
         Ok(())

@@ -25,9 +25,9 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 use crate::encode::{known_entry, Entry, MAX_DEPTH};
 
 pub struct Trace {
-    tokens: Vec<usize>,
+    tokens: Box<[usize]>,
     /// Keeps every traced object alive: its address means that object only.
-    _refs: Vec<Py<PyAny>>,
+    _refs: Box<[Py<PyAny>]>,
 }
 
 /// Records and checks traces; one per list, so model types are looked up once.
@@ -35,6 +35,9 @@ pub struct Tracer<'py> {
     py: Python<'py>,
     /// Model types met so far, by address: the encoder's entry when traceable.
     models: Vec<(usize, Option<Arc<Entry>>)>,
+    /// Where a trace is recorded before it is copied out at its exact size
+    /// (growing a fresh pair of vectors per element cost more than the walk).
+    scratch: (Vec<usize>, Vec<Py<PyAny>>),
 }
 
 impl<'py> Tracer<'py> {
@@ -42,25 +45,27 @@ impl<'py> Tracer<'py> {
         Tracer {
             py,
             models: Vec::new(),
+            scratch: (Vec::new(), Vec::new()),
         }
     }
 
     /// The trace of `obj` (just encoded), or None when it holds something untraceable.
     pub fn record(&mut self, obj: &Bound<'py, PyAny>) -> Option<Trace> {
+        let (mut tokens, mut refs) = std::mem::take(&mut self.scratch);
+        tokens.clear();
+        refs.clear();
         let mut sink = Sink::Record {
-            tokens: Vec::new(),
-            refs: Vec::new(),
+            tokens: &mut tokens,
+            refs: &mut refs,
         };
-        if !self.walk(&mut sink, obj.as_borrowed(), 0) {
-            return None;
-        }
-        let Sink::Record { tokens, refs } = sink else {
-            unreachable!()
-        };
-        Some(Trace {
-            tokens,
-            _refs: refs,
-        })
+        let traced = self.walk(&mut sink, obj.as_borrowed(), 0);
+        let trace = traced.then(|| Trace {
+            tokens: tokens.as_slice().into(),
+            _refs: refs.drain(..).collect(),
+        });
+        refs.clear();
+        self.scratch = (tokens, refs);
+        trace
     }
 
     /// True when `obj` is still exactly the object graph `trace` recorded.
@@ -150,7 +155,9 @@ impl<'py> Tracer<'py> {
         };
         // A field missing from __dict__ makes the encoder call model_dump():
         // untraceable. (When verifying, equal keys imply they are all there.)
-        if matches!(sink, Sink::Record { .. }) {
+        if matches!(sink, Sink::Record { .. })
+            && !starts_with_fields(dict, plan.traced_fields().expect("traceable").0)
+        {
             for f in fields {
                 if !dict.contains(f.bind(py)).unwrap_or(false) {
                     return false;
@@ -170,10 +177,26 @@ impl<'py> Tracer<'py> {
     }
 }
 
+/// True when the dict's first keys are the field names themselves, in order
+/// (how a model built by pydantic or our decoder holds them): then every field
+/// is there, without a lookup each.
+fn starts_with_fields<'a>(
+    dict: &Bound<'_, PyDict>,
+    mut fields: impl Iterator<Item = &'a Py<PyString>>,
+) -> bool {
+    let p = dict.as_ptr();
+    let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+    fields.all(|f| {
+        // SAFETY: a live dict; the borrowed key is only compared by address.
+        let next = unsafe { ffi::PyDict_Next(p, &mut pos, &mut k, &mut v) };
+        next != 0 && k == f.as_ptr()
+    })
+}
+
 enum Sink<'t> {
     Record {
-        tokens: Vec<usize>,
-        refs: Vec<Py<PyAny>>,
+        tokens: &'t mut Vec<usize>,
+        refs: &'t mut Vec<Py<PyAny>>,
     },
     Verify {
         tokens: &'t [usize],
