@@ -147,7 +147,14 @@ impl<'py> Tracer<'py> {
             return false;
         };
         let (fields, extra) = plan.traced_fields().expect("traceable");
-        let Ok(dict) = obj.getattr(intern!(py, "__dict__")) else {
+        // The standard `__dict__` descriptor (checked by `_cold.traceable_model`),
+        // read without looking it up on the type.
+        let Ok(dict) = (unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()),
+            )
+        }) else {
             return false;
         };
         let Ok(dict) = dict.downcast_exact::<PyDict>() else {
