@@ -4,7 +4,8 @@ Same constructor (a psycopg ``AsyncConnection`` or ``AsyncConnectionPool``,
 ``pipe=``, ``serde=``), async ``from_conn_string`` and ``setup()``. The
 operations are the shared saver's, driven with ``await``: with a pool every
 call borrows its own connection, so concurrent graph runs do not queue behind
-one lock (upstream #7259). As upstream, the sync methods may be called from
+one lock (upstream #7259), and the puts of concurrent tasks share transactions
+(``_saver.GroupCommit``). As upstream, the sync methods may be called from
 other threads while the event loop runs.
 """
 

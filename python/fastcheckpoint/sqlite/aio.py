@@ -2,8 +2,9 @@
 
 Takes the same ``aiosqlite.Connection`` (and ``from_conn_string`` is an async
 context manager, as upstream), shares every line of logic with
-``SqliteSaver``; the store work runs on worker threads with the GIL released,
-so concurrent graph runs overlap their encoding and I/O.
+``SqliteSaver``. Puts encode on the event loop and concurrent ones share
+commits (group commit, see ``sqlite._base``); reads and the rest run on worker
+threads with the GIL released.
 """
 
 from __future__ import annotations
