@@ -169,3 +169,28 @@ async def test_a_cancelled_put_leaves_its_thread_consistent(saver) -> None:
         assert (await saver.aget_tuple(cfg(t))).checkpoint["channel_values"]["messages"] == args[1]["channel_values"][
             "messages"
         ]
+
+
+async def test_a_cancelled_group_commit_leaves_no_caller_waiting(tmp_path) -> None:
+    import asyncio
+
+    from benches.test_bench_sqlite import chat_checkpoints
+
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "c.db")) as saver:
+        await saver.setup()
+        streams = [chat_checkpoints(saver, 3, f"t{n}") for n in range(8)]
+        first = [asyncio.create_task(saver.aput(*next(s))) for s in streams]
+        await asyncio.sleep(0)  # the first group is committing, the flusher holds it
+        group = await saver._astore()
+        second = [asyncio.create_task(saver.aput(*next(s))) for s in streams]
+        await asyncio.sleep(0)  # the second group waits for the flusher
+        assert group.flusher is not None and group.pending
+        group.flusher.cancel()  # as a loop shutting down would
+        _, pending = await asyncio.wait(first + second, timeout=10)
+        assert not pending, "a caller was left waiting"
+        # Each put either went through or was cancelled with its group; the saver goes on.
+        for n, s in enumerate(streams):
+            args = next(s)
+            await saver.aput(*args)
+            t = await saver.aget_tuple(cfg(f"t{n}"))
+            assert t.checkpoint["channel_values"]["messages"] == args[1]["channel_values"]["messages"]

@@ -178,6 +178,11 @@ class GroupCommit:
                 await asyncio.sleep(0)
         finally:
             self.flusher = None
+            # Left only when this task was cancelled (the loop shutting down):
+            # no caller may wait for a flush that will not come.
+            for _, done in self.pending:
+                done.cancel()
+            self.pending = []
 
     @staticmethod
     def _settle(group: list[tuple[list[Stmt], asyncio.Future[list[int]]]], results: list[Any]) -> None:
