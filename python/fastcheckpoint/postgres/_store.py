@@ -84,17 +84,21 @@ def _runs(batches: list[list[tuple[str, Sequence[Any], bool]]]) -> list[tuple[st
     any other statement runs alone, after the runs gathered before it."""
     runs: list[tuple[str, Any, list[tuple[int, int]]]] = []
     pending: dict[str, tuple[Rows, list[tuple[int, int]]]] = {}
+
+    def flush() -> None:
+        runs.extend((q, rows if len(rows) > 1 else rows[0], owners) for q, (rows, owners) in pending.items())
+        pending.clear()
+
     for b, batch in enumerate(batches):
         for i, (sql, params, _) in enumerate(batch):
             if _SINGLE_ROW_INSERT.match(sql):
                 rows, owners = pending.setdefault(sql, (Rows(), []))
                 rows.append(params)
                 owners.append((b, i))
-                continue
-            runs += [(q, r if len(r) > 1 else r[0], o) for q, (r, o) in pending.items()]
-            pending.clear()
-            runs.append((sql, params, [(b, i)]))
-    runs += [(q, r if len(r) > 1 else r[0], o) for q, (r, o) in pending.items()]
+            else:
+                flush()
+                runs.append((sql, params, [(b, i)]))
+    flush()
     return runs
 
 

@@ -223,7 +223,7 @@ fn classify(py: Python<'_>, s: &Std, ty: &Bound<'_, PyType>) -> PyResult<Kind> {
 
 impl Entry {
     /// For a traceable pydantic model: its field names and whether extras are read.
-    pub fn traced_fields(&self) -> Option<(impl Iterator<Item = &Py<PyString>>, bool)> {
+    pub fn traced_fields(&self) -> Option<(impl Iterator<Item = &Py<PyString>> + Clone, bool)> {
         match &self.kind {
             Kind::PydanticFields {
                 fields,

@@ -162,9 +162,7 @@ impl<'py> Tracer<'py> {
         };
         // A field missing from __dict__ makes the encoder call model_dump():
         // untraceable. (When verifying, equal keys imply they are all there.)
-        if matches!(sink, Sink::Record { .. })
-            && !starts_with_fields(dict, plan.traced_fields().expect("traceable").0)
-        {
+        if matches!(sink, Sink::Record { .. }) && !starts_with_fields(dict, fields.clone()) {
             for f in fields {
                 if !dict.contains(f.bind(py)).unwrap_or(false) {
                     return false;
