@@ -26,6 +26,7 @@ from tests import graphs
 from tests.test_sqlite import comparable
 from tests.worker import (
     acks,
+    check_hammered,
     check_thread,
     finish_and_compare,
     hammer_all,
@@ -123,16 +124,8 @@ def test_pool_threads_do_not_wait_on_each_other(pg_uri) -> None:
 def test_workers_on_one_server(pg_uri) -> None:
     puts = 40
     acked = hammer_all(pg_uri, 4, puts)
-    with psycopg.connect(pg_uri) as raw:
-        stored = raw.execute("SELECT thread_id, checkpoint_id FROM fc_checkpoints").fetchall()
-        assert sorted(stored) == sorted(acked)  # none lost, none duplicated
-        assert raw.execute("SELECT count(*) FROM fc_writes").fetchone()[0] == len(acked)
-    with PostgresSaver.from_conn_string(pg_uri) as saver:
-        t = saver.get_tuple(cfg("p1-0"))
-        assert t.checkpoint["channel_values"]["items"] == [f"p1-p1-0-{j}" for j in range(puts)]
-        items = saver.get_tuple(cfg("shared")).checkpoint["channel_values"]["items"]
-        writer = items[0].rsplit("-", 1)[0]
-        assert items == [f"{writer}-{j}" for j in range(puts)]
+    with psycopg.connect(pg_uri) as raw, PostgresSaver.from_conn_string(pg_uri) as saver:
+        check_hammered(lambda sql: raw.execute(sql).fetchall(), saver, acked, "p1", puts)
 
 
 def test_sigkilled_client_resumes_in_a_fresh_process(pg_uri) -> None:

@@ -258,6 +258,20 @@ def hammer_all(db: str, procs: int, puts: int) -> list[tuple[str, str]]:
     return acked
 
 
+def check_hammered(rows: Callable[[str], list], saver, acked: list[tuple[str, str]], writer: str, puts: int) -> None:
+    """What ``hammer_all``'s workers leave (``rows(sql)`` runs a query on the
+    database): exactly the acknowledged checkpoints, none lost or duplicated,
+    one write each; ``writer``'s own thread holds its whole list, and the shared
+    thread's latest checkpoint is one writer's complete list."""
+    assert sorted(rows("SELECT thread_id, checkpoint_id FROM fc_checkpoints")) == sorted(acked)
+    assert rows("SELECT count(*) FROM fc_writes")[0][0] == len(acked)
+    own = saver.get_tuple({"configurable": {"thread_id": f"{writer}-0"}})
+    assert own.checkpoint["channel_values"]["items"] == [f"{writer}-{writer}-0-{j}" for j in range(puts)]
+    items = saver.get_tuple({"configurable": {"thread_id": "shared"}}).checkpoint["channel_values"]["items"]
+    first = items[0].rsplit("-", 1)[0]
+    assert items == [f"{first}-{j}" for j in range(puts)]
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "run":
