@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer, _msgpack_enc
 
-from fastcheckpoint.errors import CheckpointError, SerializationError
+from fastcheckpoint.errors import CheckpointError, DeserializationError, SerializationError
 from fastcheckpoint.serde import RustSerializer
 from tests.corpus import corpus
 
@@ -172,6 +172,24 @@ def test_hypothesis_round_trip_and_bytes(value) -> None:
     assert enc == _msgpack_enc(value)
     up = JsonPlusSerializer()
     assert same(ours.codec.loads(enc), up.loads_typed(("msgpack", enc)))
+
+
+# Short non-ASCII text is built through a different CPython call than long or
+# ASCII text: one, two and four byte-wide characters mixed, around that cut-off.
+@settings(max_examples=300)
+@given(st.text(alphabet="a\u00e9\u00ff\u0100\u2713\uffff\U0001f389\U0010ffff", max_size=40))
+def test_mixed_width_text_decodes_exactly(text) -> None:
+    ours = RustSerializer()
+    for value in (text, {text: [text]}):
+        decoded = ours.codec.loads(_msgpack_enc(value))
+        assert decoded == value
+        assert all(type(s) is str for s in (decoded if isinstance(decoded, str) else [*decoded, *decoded[text]]))
+
+
+@pytest.mark.parametrize("bad", [b"\xa2\xc3\x28", b"\xa4\xed\xa0\x80a", b"\xa3\xf4\x90\x80", b"\xa2\xe2\x9c"])
+def test_invalid_utf8_in_short_text_is_a_typed_error(bad) -> None:
+    with pytest.raises(DeserializationError, match="invalid UTF-8"):
+        RustSerializer().codec.loads(bad)
 
 
 # Keys from a small alphabet share prefixes, suffixes and lengths, so many of
