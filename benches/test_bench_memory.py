@@ -5,10 +5,12 @@ Run: make bench
 
 from __future__ import annotations
 
+import time
+
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamSaver
 
-from benches._timing import table, timeit
+from benches._timing import settle, table, timeit
 from fastcheckpoint.memory import InMemorySaver
 from tests.graphs import react_turn_messages
 
@@ -33,8 +35,7 @@ def put_cost(saver, history_len: int, samples: int = 40) -> tuple[float, float, 
         cursor += 1
 
     one_put()  # the first put of a thread is a keyframe for us
-    import time
-
+    settle()
     for _ in range(samples):
         t = time.perf_counter()
         one_put()

@@ -19,7 +19,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSqlite
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from benches._timing import fmt, table, timeit
+from benches._timing import fmt, settle, table, timeit
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from tests.graphs import react_turn_messages
@@ -51,6 +51,7 @@ def chat_checkpoints(saver, turns: int, thread: str = "t"):
 def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:
     """Puts the workload's checkpoints; returns each put's seconds."""
     times = []
+    settle()
     for args in chat_checkpoints(saver, turns, thread):
         start = time.perf_counter()
         saver.put(*args)
@@ -177,6 +178,7 @@ def turn_time(saver, turns: int) -> float:
     for t in range(turns - 5):
         app.invoke({"messages": [react_turn_messages(t)[0]]}, cfg)
     samples = []
+    settle()
     for t in range(turns - 5, turns):
         start = time.perf_counter()
         out = app.invoke({"messages": [HumanMessage(react_turn_messages(t)[0].content, id=f"h{t}")]}, cfg)
@@ -211,6 +213,7 @@ async def async_rate(saver, threads: int = 8, turns: int = 25) -> float:
         for args in chat_checkpoints(saver, turns, thread):
             await saver.aput(*args)
 
+    settle()
     start = time.perf_counter()
     await asyncio.gather(*(one(f"t{i}") for i in range(threads)))
     return threads * turns * 4 / (time.perf_counter() - start)
