@@ -121,6 +121,15 @@ def pydantic_plain_fields(cls: type) -> tuple[list[str], bool] | None:
     return list(fields), config.get("extra") == "allow"
 
 
+def __getattr__(name: str) -> Any:
+    # Imported on first use: pydantic is only needed once a model is met.
+    if name == "PYDANTIC_EXTRA":
+        from pydantic import BaseModel
+
+        return BaseModel.__dict__["__pydantic_extra__"]
+    raise AttributeError(name)
+
+
 def traceable_model(cls: type) -> bool:
     """True when reading ``__dict__`` and ``__pydantic_extra__`` of an instance runs
     no Python code: pydantic's own slots, no ``__getattribute__`` override. Then an

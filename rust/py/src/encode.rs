@@ -47,6 +47,8 @@ enum Kind {
         /// Its `__dict__` and `__pydantic_extra__` are pydantic's own plain
         /// attributes, so an identity trace (`crate::trace`) may stand for it.
         traceable: bool,
+        /// For a traceable model with extras: pydantic's own descriptor.
+        extra_slot: Option<ExtraSlot>,
     },
     /// Any other pydantic v2 model: call `model_dump()` as upstream does.
     PydanticDump,
@@ -68,6 +70,26 @@ enum Kind {
         slots: Vec<Py<PyString>>,
     },
     Cold,
+}
+
+/// `BaseModel.__pydantic_extra__` (a slot), read through its `__get__`: a
+/// generic getattr looked the name up on the instance's type at every read
+/// (~30 ns per message of every put's trace check).
+struct ExtraSlot {
+    descr: Py<PyAny>,
+    get: ffi::descrgetfunc,
+}
+
+impl ExtraSlot {
+    fn of(descr: Bound<'_, PyAny>) -> Option<ExtraSlot> {
+        // SAFETY: a live type object; any type may be asked since Python 3.10.
+        let get = unsafe { ffi::PyType_GetSlot(descr.get_type_ptr(), ffi::Py_tp_descr_get) };
+        (!get.is_null()).then(|| ExtraSlot {
+            descr: descr.unbind(),
+            // SAFETY: what the type holds in its tp_descr_get slot.
+            get: unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::descrgetfunc>(get) },
+        })
+    }
 }
 
 /// A field name and its msgpack encoding, computed once per type.
@@ -159,15 +181,21 @@ fn classify(py: Python<'_>, s: &Std, ty: &Bound<'_, PyType>) -> PyResult<Kind> {
     }
     if has(ty, "model_dump") {
         return Ok(match pydantic_fields(py, ty)? {
-            Some((fields, extra)) => Kind::PydanticFields {
-                fields,
-                extra,
-                traceable: std(py)?
-                    .cold
-                    .bind(py)
-                    .call_method1("traceable_model", (ty,))?
-                    .is_truthy()?,
-            },
+            Some((fields, extra)) => {
+                let cold = std(py)?.cold.bind(py);
+                let traceable = cold.call_method1("traceable_model", (ty,))?.is_truthy()?;
+                let extra_slot = if traceable && extra {
+                    ExtraSlot::of(cold.getattr("PYDANTIC_EXTRA")?)
+                } else {
+                    None
+                };
+                Kind::PydanticFields {
+                    fields,
+                    extra,
+                    traceable,
+                    extra_slot,
+                }
+            }
             None => Kind::PydanticDump,
         });
     }
@@ -229,8 +257,29 @@ impl Entry {
                 fields,
                 extra,
                 traceable: true,
+                ..
             } => Some((fields.iter().map(|f| &f.name), *extra)),
             _ => None,
+        }
+    }
+
+    /// `obj.__pydantic_extra__` of a pydantic model of this type.
+    pub fn extras<'py>(&self, obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        match &self.kind {
+            Kind::PydanticFields {
+                extra_slot: Some(slot),
+                ..
+            } => {
+                let ty = obj.get_type_ptr().cast::<ffi::PyObject>();
+                // SAFETY: the descriptor's own __get__ with a live instance and its type.
+                unsafe {
+                    Bound::from_owned_ptr_or_err(
+                        obj.py(),
+                        (slot.get)(slot.descr.as_ptr(), obj.as_ptr(), ty),
+                    )
+                }
+            }
+            _ => obj.getattr(intern!(obj.py(), "__pydantic_extra__")),
         }
     }
 }
@@ -581,9 +630,7 @@ impl<'py> Encoder<'py> {
                     }
                 }
                 let extras = if *extra {
-                    obj.getattr(intern!(py, "__pydantic_extra__"))?
-                        .downcast_into::<PyDict>()
-                        .ok()
+                    e.extras(obj)?.downcast_into::<PyDict>().ok()
                 } else {
                     None
                 };

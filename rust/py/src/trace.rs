@@ -18,7 +18,6 @@
 use std::sync::Arc;
 
 use pyo3::ffi;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
@@ -175,7 +174,7 @@ impl<'py> Tracer<'py> {
         if !extra {
             return true;
         }
-        match obj.getattr(intern!(py, "__pydantic_extra__")) {
+        match plan.extras(obj) {
             Ok(x) => self.walk(sink, x.as_borrowed(), depth + 1),
             Err(_) => false,
         }
