@@ -168,12 +168,17 @@ def test_mutation_between_puts_of_the_same_list_object() -> None:
         assert rebuilt(blobs, str(step)) == bytes(CODEC.dumps(msgs))
 
 
+def encode_watched(writer: DeltaWriter, thread: str) -> weakref.ref:
+    """Encodes a fresh 6-message list for ``thread``; watches its first message
+    (which only the writer holds once this returns)."""
+    msgs = [message(i) for i in range(6)]
+    writer.encode_blobs(thread, "", {"messages": msgs}, {"messages": "1"})
+    return weakref.ref(msgs[0])
+
+
 def test_only_recent_channels_keep_their_elements_alive() -> None:
     writer = DeltaWriter()
-    first = [message(i) for i in range(6)]
-    watched = weakref.ref(first[0])
-    writer.encode_blobs("thread-0", "", {"messages": first}, {"messages": "1"})
-    del first
+    watched = encode_watched(writer, "thread-0")
     gc.collect()
     assert watched() is not None, "the writer keeps the last list of a recent channel"
     for t in range(1, 40):
@@ -184,10 +189,7 @@ def test_only_recent_channels_keep_their_elements_alive() -> None:
 
 def test_forget_lets_go_of_a_threads_elements() -> None:
     writer = DeltaWriter()
-    msgs = [message(i) for i in range(6)]
-    watched = weakref.ref(msgs[0])
-    writer.encode_blobs("t", "", {"messages": msgs}, {"messages": "1"})
-    del msgs
+    watched = encode_watched(writer, "t")
     writer.forget("t")
     gc.collect()
     assert watched() is None

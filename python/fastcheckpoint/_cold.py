@@ -121,13 +121,11 @@ def pydantic_plain_fields(cls: type) -> tuple[list[str], bool] | None:
     return list(fields), config.get("extra") == "allow"
 
 
-def __getattr__(name: str) -> Any:
-    # Imported on first use: pydantic is only needed once a model is met.
-    if name == "PYDANTIC_EXTRA":
-        from pydantic import BaseModel
+def pydantic_extra_descriptor() -> Any:
+    """``BaseModel``'s own ``__pydantic_extra__`` slot descriptor (or None)."""
+    from pydantic import BaseModel
 
-        return BaseModel.__dict__["__pydantic_extra__"]
-    raise AttributeError(name)
+    return BaseModel.__dict__.get("__pydantic_extra__")
 
 
 def traceable_model(cls: type) -> bool:
@@ -138,7 +136,7 @@ def traceable_model(cls: type) -> bool:
 
     from pydantic import BaseModel
 
-    own = BaseModel.__dict__.get("__pydantic_extra__")
+    own = pydantic_extra_descriptor()
     return (
         issubclass(cls, BaseModel)
         and cls.__getattribute__ is object.__getattribute__

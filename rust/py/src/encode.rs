@@ -185,7 +185,7 @@ fn classify(py: Python<'_>, s: &Std, ty: &Bound<'_, PyType>) -> PyResult<Kind> {
                 let cold = std(py)?.cold.bind(py);
                 let traceable = cold.call_method1("traceable_model", (ty,))?.is_truthy()?;
                 let extra_slot = if traceable && extra {
-                    ExtraSlot::of(cold.getattr("PYDANTIC_EXTRA")?)
+                    ExtraSlot::of(cold.call_method0("pydantic_extra_descriptor")?)
                 } else {
                     None
                 };
