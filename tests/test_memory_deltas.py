@@ -157,3 +157,31 @@ def test_a_keyframe_read_before_is_checked_again_once_its_bytes_change() -> None
         saver.get_tuple(cfg)
     saver.blobs[key] = (typ, data)
     assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == history
+
+
+def test_a_chain_decoded_at_once_equals_one_step_at_a_time_and_checks_each_link() -> None:
+    saver = InMemorySaver()
+    msgs: list = [HumanMessage(f"m{i}", id=str(i)) for i in range(8)]
+    cfg = put_history(saver, msgs)
+    for i in range(6):  # appends, then a cut to 5 plus a new one
+        msgs = [*msgs[:5], AIMessage("cut")] if i == 3 else [*msgs, AIMessage(f"a{i}", id=f"a{i}")]
+        cfg = put_history(saver, msgs, parent=cfg["configurable"]["checkpoint_id"])
+    ver = saver.get_tuple(cfg).checkpoint["channel_versions"]["messages"]
+    chain = []
+    while ver is not None:
+        blob = saver.blobs[("t", "", "messages", ver)][1]
+        chain.append((blob, delta_base(blob)))
+        ver = chain[-1][1]
+    steps = list(reversed(chain))
+    assert len(steps) == 7 and steps[0][1] is None
+    codec = saver.serde.codec
+    value = None
+    for blob, base in steps:
+        value = codec.loads_step(blob, value, base)
+    assert codec.loads_steps(steps) == value == msgs
+    # A delta whose row names another base, or a delta without a list under it.
+    wrong = [*steps[:3], (steps[3][0], "not-its-base"), *steps[4:]]
+    with pytest.raises(CorruptDataError, match="applies to version"):
+        codec.loads_steps(wrong)
+    with pytest.raises(CorruptDataError, match="base is not a list"):
+        codec.loads_steps(steps[1:], {"not": "a list"})

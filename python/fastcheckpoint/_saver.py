@@ -329,7 +329,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         row: Sequence[Any],
         blobs: Mapping[tuple[Any, ...], Stored],
         writes: Sequence[Sequence[Any]],
-        cache: dict[tuple[Any, ...], Any],
+        cache: dict[tuple[Any, ...], Any] | None,
         config: RunnableConfig | None = None,
     ) -> CheckpointTuple:
         thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row[:7]
@@ -378,7 +378,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             return None
         writes = [w[1:] for w in write_rows]
         return self._tuple(
-            (thread_id, ns, *rows[0]), self._blobs(blob_rows), writes, {}, config if checkpoint_id else None
+            (thread_id, ns, *rows[0]), self._blobs(blob_rows), writes, None, config if checkpoint_id else None
         )
 
     def _where(
@@ -501,7 +501,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
                     self.serde,
                     (thread_id, ns, ch, seeds[ch]),
                     blobs.get,
-                    {},
+                    None,
                     lambda ch=ch: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {ch!r} version {seeds[ch]}",
                 )
             result[ch] = h

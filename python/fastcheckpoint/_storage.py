@@ -109,38 +109,39 @@ def load_channel(
     serde: SerializerProtocol,
     key: BlobKey,
     fetch: Callable[[BlobKey], Stored | None],
-    cache: dict[BlobKey, Any],
+    cache: dict[BlobKey, Any] | None,
     where: Callable[[], str],
 ) -> Any:
     """Decodes the blob stored at ``key``; ``fetch(key)`` returns a stored blob.
 
     A delta is applied on top of its base's decoded value, so each blob of a
-    chain is decoded once; ``cache`` keeps every version decoded (pass a fresh
-    dict for values nobody else holds, one dict per listing to share unchanged
-    elements between the checkpoints it returns). ``where()`` names the row in
-    errors.
+    chain is decoded once. ``cache`` keeps every version decoded: one dict per
+    listing shares unchanged elements between the checkpoints it returns. With
+    None (a value nobody else holds) only the newest version is built.
+    ``where()`` names the row in errors.
     """
     with located(where):
         return _load_channel(serde, key, fetch, cache)
 
 
 def _load_channel(
-    serde: SerializerProtocol, key: BlobKey, fetch: Callable[[BlobKey], Stored | None], cache: dict[BlobKey, Any]
+    serde: SerializerProtocol, key: BlobKey, fetch: Callable[[BlobKey], Stored | None], cache: dict[BlobKey, Any] | None
 ) -> Any:
-    if key in cache:
-        return cache[key]
+    known = {} if cache is None else cache
+    if key in known:
+        return known[key]
     stored = fetch(key)
     if stored is None:
         raise CorruptDataError(f"blob for version {key[-1]} is missing")
     type_, data, base = stored
     if type_ != ENVELOPE_TYPE:
-        value = cache[key] = serde.loads_typed((type_, data))
+        value = known[key] = serde.loads_typed((type_, data))
         return value
     # Walk back to a keyframe or to a version already decoded...
     chain = [(key, data, base)]
     while base is not None:
         base_key = (*key[:-1], base)
-        if base_key in cache:
+        if base_key in known:
             break
         if len(chain) > _MAX_CHAIN:
             raise CorruptDataError("delta chain does not terminate")
@@ -151,7 +152,9 @@ def _load_channel(
         base = nxt[2]
     # ...then decode forward, each delta on top of its base's value.
     codec = codec_of(serde)
-    value = cache[(*key[:-1], base)] if base is not None else None
+    value = known[(*key[:-1], base)] if base is not None else None
+    if cache is None:
+        return codec.loads_steps([(blob, b) for _, blob, b in reversed(chain)], value)
     for k, blob, b in reversed(chain):
         value = cache[k] = codec.loads_step(blob, value, b)
     return value

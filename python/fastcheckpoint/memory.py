@@ -88,7 +88,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
             self.serde,
             (thread_id, ns, channel, version),
             self._fetch,
-            {},
+            None,
             lambda: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}",
         )
 

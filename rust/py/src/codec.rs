@@ -256,7 +256,7 @@ fn fast_build<'py>(
         return Ok(None);
     }
     let n = fm.fields.len();
-    for (i, k) in kw.keys().iter().enumerate() {
+    for (i, (k, _)) in kw.iter().enumerate() {
         match fm.fields.get(i) {
             // Keys are interned by the decoder: usually the very field name object.
             Some(f) if k.is(f) || k.eq(f.bind(py))? => {}
@@ -309,6 +309,13 @@ fn fast_build<'py>(
         }
     };
     set(intern!(py, "__dict__"), fields.as_any())?;
+    // The field set holds only field names (str, which cannot form a cycle) and
+    // pydantic only ever adds names to it: the cyclic GC need not watch it, as
+    // CPython stops watching a dict or tuple of atoms. A history's get_tuple
+    // builds one per message, a quarter of the containers its next collection
+    // would otherwise walk.
+    // SAFETY: a live set just made here; any object may be untracked at any time.
+    unsafe { pyo3::ffi::PyObject_GC_UnTrack(fields_set.as_ptr().cast()) };
     set(intern!(py, "__pydantic_fields_set__"), fields_set.as_any())?;
     let extra = match extra {
         Some(extra) if fm.extra => extra.into_any(),
@@ -389,53 +396,84 @@ impl Codec {
         py: Python<'py>,
         blob: PyBackedBytes,
         base: Option<Bound<'py, PyAny>>,
-        base_version: Option<&str>,
+        base_version: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(body) = keyframes::get(&blob) {
-            let _gc = GcPause::new(py, body.len());
-            return Decoder::new(py, self, &body, 0).decode_all();
+        self.loads_steps(py, vec![(blob, base_version)], base)
+    }
+
+    /// Decodes `(blob, base_version)` steps, oldest first, as `loads_step`
+    /// would one after the other, but builds only the newest value: the list's
+    /// elements stay in one vector while the deltas apply, where a step at a
+    /// time copied the whole list into a new one per delta. The GC is paused
+    /// for the whole chain.
+    #[pyo3(signature = (steps, base=None))]
+    fn loads_steps<'py>(
+        &self,
+        py: Python<'py>,
+        steps: Vec<(PyBackedBytes, Option<String>)>,
+        base: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut opened = Vec::with_capacity(steps.len());
+        for (blob, _) in &steps {
+            opened.push(match keyframes::get(blob) {
+                Some(body) => (None, Body::Shared(body)),
+                None => {
+                    let o = py
+                        .detach(|| envelope::open(blob))
+                        .map_err(crate::errors::core_error)?;
+                    (o.delta, Body::Read(o.body))
+                }
+            });
         }
-        let opened = py
-            .detach(|| envelope::open(&blob))
-            .map_err(crate::errors::core_error)?;
-        let _gc = GcPause::new(py, opened.body.len());
-        let Some(header) = opened.delta else {
-            let value = Decoder::new(py, self, &opened.body, 0).decode_all()?;
-            if let Cow::Owned(body) = opened.body {
-                keyframes::put(&blob, body);
+        let _gc = GcPause::new(py, opened.iter().map(|(_, b)| b.len()).sum());
+        let mut value = base.map(Value::Whole);
+        for ((blob, base_version), (delta, body)) in steps.iter().zip(opened) {
+            let Some(header) = delta else {
+                value = Some(Value::Whole(Decoder::new(py, self, &body, 0).decode_all()?));
+                if let Body::Read(Cow::Owned(body)) = body {
+                    keyframes::put(blob, body);
+                }
+                continue;
+            };
+            if base_version.as_deref() != Some(header.base.as_str()) {
+                return Err(corrupt_data_error(format!(
+                    "delta applies to version {:?}, but its row names {:?} as base",
+                    header.base, base_version
+                )));
             }
-            return Ok(value);
-        };
-        if base_version != Some(header.base.as_str()) {
-            return Err(corrupt_data_error(format!(
-                "delta applies to version {:?}, but its row names {:?} as base",
-                header.base, base_version
-            )));
+            let mut items = match value {
+                Some(Value::Items(items)) => items,
+                Some(Value::Whole(v)) if v.is_instance_of::<PyList>() => {
+                    v.downcast::<PyList>()?.iter().collect()
+                }
+                _ => return Err(corrupt_data_error("a list delta's base is not a list")),
+            };
+            let keep = header.keep as usize;
+            if keep > items.len() {
+                return Err(corrupt_data_error(format!(
+                    "delta keeps {keep} elements of a base holding {}",
+                    items.len()
+                )));
+            }
+            items.truncate(keep);
+            let mut d = Decoder::new(py, self, &body, 0);
+            while !d.at_end() {
+                items.push(d.value(false)?);
+            }
+            if items.len() != header.total as usize {
+                return Err(corrupt_data_error(format!(
+                    "delta announces {} elements, rebuilt {}",
+                    header.total,
+                    items.len()
+                )));
+            }
+            value = Some(Value::Items(items));
         }
-        let base = base
-            .as_ref()
-            .and_then(|b| b.downcast::<PyList>().ok())
-            .ok_or_else(|| corrupt_data_error("a list delta's base is not a list"))?;
-        let keep = header.keep as usize;
-        if keep > base.len() {
-            return Err(corrupt_data_error(format!(
-                "delta keeps {keep} elements of a base holding {}",
-                base.len()
-            )));
+        match value {
+            Some(Value::Whole(v)) => Ok(v),
+            Some(Value::Items(items)) => Ok(PyList::new(py, items)?.into_any()),
+            None => Err(corrupt_data_error("no blob to decode")),
         }
-        let out = base.get_slice(0, keep);
-        let mut d = Decoder::new(py, self, &opened.body, 0);
-        while !d.at_end() {
-            out.append(d.value(false)?)?;
-        }
-        if out.len() != header.total as usize {
-            return Err(corrupt_data_error(format!(
-                "delta announces {} elements, rebuilt {}",
-                header.total,
-                out.len()
-            )));
-        }
-        Ok(out.into_any())
     }
 
     /// Decodes a chain of our envelopes (newest first, ending in a keyframe).
@@ -447,6 +485,29 @@ impl Codec {
         let full = crate::writer::assemble(py, chain)?;
         let _gc = GcPause::new(py, full.len());
         Decoder::new(py, self, &full, 0).decode_all()
+    }
+}
+
+/// A value while a delta chain is applied: decoded whole, or a list's
+/// elements not yet put in a list.
+enum Value<'py> {
+    Whole(Bound<'py, PyAny>),
+    Items(Vec<Bound<'py, PyAny>>),
+}
+
+/// A step's msgpack body: from the keyframe cache, or read from its blob.
+enum Body<'a> {
+    Shared(Arc<Vec<u8>>),
+    Read(Cow<'a, [u8]>),
+}
+
+impl std::ops::Deref for Body<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Body::Shared(b) => b,
+            Body::Read(b) => b,
+        }
     }
 }
 
