@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime
 import gc
+import sys
 import weakref
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-from fastcheckpoint._native import DeltaWriter, assemble_chain, delta_base
+from fastcheckpoint._native import DeltaWriter, assemble_chain, delta_base, traces_read_dict_tags
 from fastcheckpoint.serde import RustSerializer
 
 CODEC = RustSerializer().codec
@@ -93,7 +94,36 @@ def _float_and_int(msgs, i, step):
     msgs[i].additional_kwargs["n"] = step * 1.5 if step % 2 else 10**18 + step
 
 
+def _dict_methods(msgs, i, step):
+    """Every way to change a dict in place (a version tag must see each)."""
+    d = msgs[i].additional_kwargs
+    d.setdefault("base", 0)
+    match step % 8:
+        case 0:
+            d.update(u=step)
+        case 1:
+            d.popitem()
+        case 2:
+            d.clear()
+        case 3:
+            d |= {"o": step}
+        case 4:
+            del d["base"]
+        case 5:
+            d.pop("base")
+        case 6:
+            d["base"] = d["base"] + 1
+        case _:
+            d.__init__(i=step)
+
+
+def _field_dict_direct(msgs, i, step):
+    msgs[i].__dict__["content"] = f"direct {step}"
+
+
 MUTATIONS = [
+    _dict_methods,
+    _field_dict_direct,
     _edit_content,
     _equal_new_string,
     _add_key,
@@ -154,6 +184,11 @@ def test_every_version_rebuilds_to_a_fresh_encoding(ops) -> None:
         [(_, _, _, blob, _)] = writer.encode_blobs("t", "", {"messages": list(msgs)}, {"messages": version})
         blobs[version] = bytes(blob)
         assert rebuilt(blobs, version) == bytes(CODEC.dumps(msgs)), MUTATIONS[op].__name__
+
+
+def test_dict_version_tags_are_read_where_expected() -> None:
+    # CPython 3.11 only: the hypothesis test above then covers dicts traced by tag.
+    assert traces_read_dict_tags() == (sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11))
 
 
 def test_mutation_between_puts_of_the_same_list_object() -> None:

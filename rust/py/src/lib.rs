@@ -26,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sqlite::SqliteStore>()?;
     m.add_function(wrap_pyfunction!(sqlite::sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(writer::assemble_chain, m)?)?;
+    m.add_function(wrap_pyfunction!(trace::traces_read_dict_tags, m)?)?;
     m.add_function(wrap_pyfunction!(writer::delta_base, m)?)?;
     m.add_function(wrap_pyfunction!(writer::blob_info, m)?)?;
     m.add_function(wrap_pyfunction!(writer::is_envelope, m)?)?;

@@ -14,6 +14,11 @@
 //! Walking runs no Python code (types are looked up only among those the
 //! encoder has classified; model attributes are pydantic's own slots), and
 //! every container is held by a strong reference while its items are read.
+//!
+//! On CPython 3.11 a dict is traced by its PEP 509 version tag, "globally
+//! unique, changed each time the dictionary is modified": an equal tag means
+//! the same keys holding the same objects, so only the containers among them
+//! are walked again (a message's ten fields cost one comparison, not ten).
 
 use std::sync::Arc;
 
@@ -25,8 +30,9 @@ use crate::encode::{known_entry, Entry, MAX_DEPTH};
 
 pub struct Trace {
     tokens: Box<[usize]>,
-    /// Keeps every traced object alive: its address means that object only.
-    _refs: Box<[Py<PyAny>]>,
+    /// Every traced object, one per node in recording order. Held, its address
+    /// means that object only.
+    refs: Box<[Py<PyAny>]>,
 }
 
 /// Records and checks traces; one per list, so model types are looked up once.
@@ -60,7 +66,7 @@ impl<'py> Tracer<'py> {
         let traced = self.walk(&mut sink, obj.as_borrowed(), 0);
         let trace = traced.then(|| Trace {
             tokens: tokens.as_slice().into(),
-            _refs: refs.drain(..).collect(),
+            refs: refs.drain(..).collect(),
         });
         refs.clear();
         self.scratch = (tokens, refs);
@@ -72,9 +78,11 @@ impl<'py> Tracer<'py> {
         let mut sink = Sink::Verify {
             tokens: &trace.tokens,
             pos: 0,
+            refs: &trace.refs,
+            at: 0,
         };
         self.walk(&mut sink, obj.as_borrowed(), 0)
-            && matches!(sink, Sink::Verify { tokens, pos } if pos == tokens.len())
+            && matches!(sink, Sink::Verify { tokens, pos, .. } if pos == tokens.len())
     }
 
     /// False: untraceable (recording) or changed (verifying).
@@ -82,13 +90,7 @@ impl<'py> Tracer<'py> {
         if depth > MAX_DEPTH || !sink.node(obj) {
             return false;
         }
-        if obj.is_exact_instance_of::<PyString>()
-            || obj.is_none()
-            || obj.is_exact_instance_of::<PyInt>()
-            || obj.is_exact_instance_of::<PyFloat>()
-            || obj.is_exact_instance_of::<PyBool>()
-            || obj.is_exact_instance_of::<PyBytes>()
-        {
+        if atom(obj) {
             return true;
         }
         // A container: held while its items are read.
@@ -96,6 +98,9 @@ impl<'py> Tracer<'py> {
         let p = obj.as_ptr();
         let py = self.py;
         if obj.is_exact_instance_of::<PyDict>() {
+            if let Some(tag) = dict_tag(py, p) {
+                return sink.token(tag) && self.dict_containers(sink, p, depth);
+            }
             if !sink.token(unsafe { ffi::PyDict_Size(p) } as usize) {
                 return false;
             }
@@ -127,6 +132,49 @@ impl<'py> Tracer<'py> {
             }
         }
         true
+    }
+
+    /// The containers among a dict's keys and values (its version tag stands
+    /// for the rest): their count, then each walked. Verifying reads them back
+    /// from the trace, as the equal tag proves the dict still holds them.
+    fn dict_containers(
+        &mut self,
+        sink: &mut Sink<'_>,
+        p: *mut ffi::PyObject,
+        depth: usize,
+    ) -> bool {
+        let py = self.py;
+        if let Sink::Verify { .. } = sink {
+            let Some(n) = sink.next_token() else {
+                return false;
+            };
+            for _ in 0..n {
+                match sink.next_ref(py) {
+                    Some(c) if self.walk(sink, c.as_borrowed(), depth + 1) => {}
+                    _ => return false,
+                }
+            }
+            return true;
+        }
+        let each = |f: &mut dyn FnMut(Borrowed<'_, 'py, PyAny>) -> bool| {
+            let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+            // Borrowed items: the dict is held, and nothing below runs Python code.
+            while unsafe { ffi::PyDict_Next(p, &mut pos, &mut k, &mut v) } != 0 {
+                for o in [k, v] {
+                    let o = unsafe { Borrowed::from_ptr(py, o) };
+                    if !atom(o) && !f(o) {
+                        return false;
+                    }
+                }
+            }
+            true
+        };
+        let mut n = 0;
+        each(&mut |_| {
+            n += 1;
+            true
+        });
+        sink.token(n) && each(&mut |o| self.walk(sink, o, depth + 1))
     }
 
     fn model(&mut self, sink: &mut Sink<'_>, obj: &Bound<'py, PyAny>, depth: usize) -> bool {
@@ -181,6 +229,69 @@ impl<'py> Tracer<'py> {
     }
 }
 
+/// Immutable values traced by address alone.
+fn atom(obj: Borrowed<'_, '_, PyAny>) -> bool {
+    obj.is_exact_instance_of::<PyString>()
+        || obj.is_none()
+        || obj.is_exact_instance_of::<PyInt>()
+        || obj.is_exact_instance_of::<PyFloat>()
+        || obj.is_exact_instance_of::<PyBool>()
+        || obj.is_exact_instance_of::<PyBytes>()
+}
+
+/// The head of CPython 3.11's `PyDictObject` (Include/cpython/dictobject.h).
+#[repr(C)]
+struct DictHead {
+    ob_refcnt: ffi::Py_ssize_t,
+    ob_type: *mut ffi::PyTypeObject,
+    ma_used: ffi::Py_ssize_t,
+    ma_version_tag: u64,
+}
+
+/// Whether dict version tags can be read here: CPython 3.11 (3.12 deprecates
+/// the tag and 3.14 drops it; other versions walk every item), 64-bit (a tag
+/// fits a token), and a dict read through `DictHead` behaves as the header says.
+static TAGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn tags_usable(py: Python<'_>) -> bool {
+    if cfg!(not(target_pointer_width = "64"))
+        || !(py.version_info() >= (3, 11) && py.version_info() < (3, 12))
+    {
+        return false;
+    }
+    let d = PyDict::new(py);
+    // SAFETY: a live exact dict; on 3.11 its head is laid out as DictHead.
+    let head = || unsafe { &*(d.as_ptr() as *const DictHead) };
+    let mut seen = vec![head().ma_version_tag];
+    let mut same_layout =
+        head().ob_type == std::ptr::addr_of_mut!(ffi::PyDict_Type) && head().ma_used == 0;
+    for step in 0..3 {
+        let done = match step {
+            0 => d.set_item("k", 1),
+            1 => d.set_item("k", 2),
+            _ => d.del_item("k"),
+        };
+        let tag = head().ma_version_tag;
+        same_layout &=
+            done.is_ok() && !seen.contains(&tag) && head().ma_used == (step < 2) as ffi::Py_ssize_t;
+        seen.push(tag);
+    }
+    same_layout
+}
+
+/// Whether traces read dict version tags in this interpreter (see `TAGS`).
+#[pyfunction]
+pub fn traces_read_dict_tags(py: Python<'_>) -> bool {
+    *TAGS.get_or_init(|| tags_usable(py))
+}
+
+/// A dict's version tag, when usable (see `TAGS`).
+fn dict_tag(py: Python<'_>, p: *mut ffi::PyObject) -> Option<usize> {
+    // SAFETY: `p` is a live exact dict, laid out as DictHead (checked once).
+    (*TAGS.get_or_init(|| tags_usable(py)))
+        .then(|| unsafe { (*(p as *const DictHead)).ma_version_tag } as usize)
+}
+
 /// True when the dict's first keys are the field names themselves, in order
 /// (how a model built by pydantic or our decoder holds them): then every field
 /// is there, without a lookup each.
@@ -205,6 +316,9 @@ enum Sink<'t> {
     Verify {
         tokens: &'t [usize],
         pos: usize,
+        /// The trace's objects, one per node, in recording order.
+        refs: &'t [Py<PyAny>],
+        at: usize,
     },
 }
 
@@ -215,7 +329,7 @@ impl Sink<'_> {
                 tokens.push(t);
                 true
             }
-            Sink::Verify { tokens, pos } => {
+            Sink::Verify { tokens, pos, .. } => {
                 let same = tokens.get(*pos) == Some(&t);
                 *pos += 1;
                 same
@@ -224,9 +338,29 @@ impl Sink<'_> {
     }
 
     fn node(&mut self, obj: Borrowed<'_, '_, PyAny>) -> bool {
-        if let Sink::Record { refs, .. } = self {
-            refs.push(obj.to_owned().unbind());
+        match self {
+            Sink::Record { refs, .. } => refs.push(obj.to_owned().unbind()),
+            Sink::Verify { at, .. } => *at += 1,
         }
         self.token(obj.as_ptr() as usize)
+    }
+
+    /// Verifying: the next recorded token, consumed.
+    fn next_token(&mut self) -> Option<usize> {
+        let Sink::Verify { tokens, pos, .. } = self else {
+            return None;
+        };
+        let t = tokens.get(*pos).copied();
+        *pos += 1;
+        t
+    }
+
+    /// Verifying: the object the next node recorded (not consumed: walking it
+    /// reads its node).
+    fn next_ref<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        let Sink::Verify { refs, at, .. } = self else {
+            return None;
+        };
+        refs.get(*at).map(|r| r.bind(py).clone())
     }
 }
