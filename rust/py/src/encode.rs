@@ -284,6 +284,41 @@ impl Entry {
     }
 }
 
+/// `obj.__dict__` of a traceable model, through the standard `__dict__`
+/// descriptor (`_cold.traceable_model` checks it is the one in use) without
+/// looking it up on the type.
+pub fn model_dict<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: a live object whose type stores its dict the standard way.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            obj.py(),
+            ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()),
+        )
+    }
+}
+
+/// Calls `each` with the values of `dict`'s first entries while their keys
+/// are the `fields` names themselves, in order (how a model built by pydantic
+/// or our decoder holds them); true when every field was met so.
+pub fn in_field_order<'a, 'py>(
+    dict: &Bound<'py, PyDict>,
+    mut fields: impl Iterator<Item = &'a Py<PyString>>,
+    mut each: impl FnMut(Borrowed<'_, 'py, PyAny>),
+) -> bool {
+    let p = dict.as_ptr();
+    let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+    fields.all(|f| {
+        // SAFETY: a live dict, held by the caller; the key is only compared by
+        // address and the value borrowed for `each`, which runs no Python code.
+        let next = unsafe { ffi::PyDict_Next(p, &mut pos, &mut k, &mut v) } != 0;
+        let same = next && k == f.as_ptr();
+        if same {
+            each(unsafe { Borrowed::from_ptr(dict.py(), v) });
+        }
+        same
+    })
+}
+
 /// The entry of a type the encoder has met before (never calls Python).
 pub fn known_entry(ty: *mut pyo3::ffi::PyTypeObject) -> Option<Arc<Entry>> {
     TYPES.lock().unwrap().get(&(ty as usize)).cloned()
@@ -610,11 +645,25 @@ impl<'py> Encoder<'py> {
                 let v = obj.getattr("value")?;
                 self.ext(EXT_DELTA_SNAPSHOT, |e| e.value(&v))
             }
-            Kind::PydanticFields { fields, extra, .. } => {
-                let dict = obj.getattr(intern!(py, "__dict__"))?;
+            Kind::PydanticFields {
+                fields,
+                extra,
+                traceable,
+                ..
+            } => {
+                let dict = if *traceable {
+                    model_dict(obj)?
+                } else {
+                    obj.getattr(intern!(py, "__dict__"))?
+                };
                 let dict = dict.downcast::<PyDict>()?;
                 let mut vals = Vec::with_capacity(fields.len());
-                for f in fields {
+                // Usually every field, in order, without a lookup each; any
+                // after the first out of place are looked up.
+                in_field_order(dict, fields.iter().map(|f| &f.name), |v| {
+                    vals.push(v.to_owned())
+                });
+                for f in fields.iter().skip(vals.len()) {
                     match dict.get_item(f.name.bind(py))? {
                         Some(v) => vals.push(v),
                         // A field missing from __dict__: let pydantic decide, as upstream.

@@ -26,7 +26,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::encode::{known_entry, Entry, MAX_DEPTH};
+use crate::encode::{in_field_order, known_entry, model_dict, Entry, MAX_DEPTH};
 
 pub struct Trace {
     tokens: Box<[usize]>,
@@ -43,6 +43,9 @@ pub struct Tracer<'py> {
     /// Where a trace is recorded before it is copied out at its exact size
     /// (growing a fresh pair of vectors per element cost more than the walk).
     scratch: (Vec<usize>, Vec<Py<PyAny>>),
+    /// The containers found in the dicts being recorded (borrowed: each dict
+    /// is held while its own are walked).
+    kids: Vec<*mut ffi::PyObject>,
 }
 
 impl<'py> Tracer<'py> {
@@ -51,6 +54,7 @@ impl<'py> Tracer<'py> {
             py,
             models: Vec::new(),
             scratch: (Vec::new(), Vec::new()),
+            kids: Vec::new(),
         }
     }
 
@@ -156,25 +160,24 @@ impl<'py> Tracer<'py> {
             }
             return true;
         }
-        let each = |f: &mut dyn FnMut(Borrowed<'_, 'py, PyAny>) -> bool| {
-            let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
-            // Borrowed items: the dict is held, and nothing below runs Python code.
-            while unsafe { ffi::PyDict_Next(p, &mut pos, &mut k, &mut v) } != 0 {
-                for o in [k, v] {
-                    let o = unsafe { Borrowed::from_ptr(py, o) };
-                    if !atom(o) && !f(o) {
-                        return false;
-                    }
+        // One pass gathers them (on a stack shared by nested dicts), then each is walked.
+        let start = self.kids.len();
+        let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+        // Borrowed items: the dict is held, and nothing below runs Python code.
+        while unsafe { ffi::PyDict_Next(p, &mut pos, &mut k, &mut v) } != 0 {
+            for o in [k, v] {
+                if !atom(unsafe { Borrowed::from_ptr(py, o) }) {
+                    self.kids.push(o);
                 }
             }
-            true
-        };
-        let mut n = 0;
-        each(&mut |_| {
-            n += 1;
-            true
-        });
-        sink.token(n) && each(&mut |o| self.walk(sink, o, depth + 1))
+        }
+        let walked = sink.token(self.kids.len() - start)
+            && (start..self.kids.len()).all(|i| {
+                let o = unsafe { Borrowed::from_ptr(py, self.kids[i]) };
+                self.walk(sink, o, depth + 1)
+            });
+        self.kids.truncate(start);
+        walked
     }
 
     fn model(&mut self, sink: &mut Sink<'_>, obj: &Bound<'py, PyAny>, depth: usize) -> bool {
@@ -194,14 +197,7 @@ impl<'py> Tracer<'py> {
             return false;
         };
         let (fields, extra) = plan.traced_fields().expect("traceable");
-        // The standard `__dict__` descriptor (checked by `_cold.traceable_model`),
-        // read without looking it up on the type.
-        let Ok(dict) = (unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyObject_GenericGetDict(obj.as_ptr(), std::ptr::null_mut()),
-            )
-        }) else {
+        let Ok(dict) = model_dict(obj) else {
             return false;
         };
         let Ok(dict) = dict.downcast_exact::<PyDict>() else {
@@ -209,7 +205,7 @@ impl<'py> Tracer<'py> {
         };
         // A field missing from __dict__ makes the encoder call model_dump():
         // untraceable. (When verifying, equal keys imply they are all there.)
-        if matches!(sink, Sink::Record { .. }) && !starts_with_fields(dict, fields.clone()) {
+        if matches!(sink, Sink::Record { .. }) && !in_field_order(dict, fields.clone(), |_| ()) {
             for f in fields {
                 if !dict.contains(f.bind(py)).unwrap_or(false) {
                     return false;
@@ -290,22 +286,6 @@ fn dict_tag(py: Python<'_>, p: *mut ffi::PyObject) -> Option<usize> {
     // SAFETY: `p` is a live exact dict, laid out as DictHead (checked once).
     (*TAGS.get_or_init(|| tags_usable(py)))
         .then(|| unsafe { (*(p as *const DictHead)).ma_version_tag } as usize)
-}
-
-/// True when the dict's first keys are the field names themselves, in order
-/// (how a model built by pydantic or our decoder holds them): then every field
-/// is there, without a lookup each.
-fn starts_with_fields<'a>(
-    dict: &Bound<'_, PyDict>,
-    mut fields: impl Iterator<Item = &'a Py<PyString>>,
-) -> bool {
-    let p = dict.as_ptr();
-    let (mut pos, mut k, mut v) = (0, std::ptr::null_mut(), std::ptr::null_mut());
-    fields.all(|f| {
-        // SAFETY: a live dict; the borrowed key is only compared by address.
-        let next = unsafe { ffi::PyDict_Next(p, &mut pos, &mut k, &mut v) };
-        next != 0 && k == f.as_ptr()
-    })
 }
 
 enum Sink<'t> {
