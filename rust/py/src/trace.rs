@@ -284,8 +284,7 @@ pub fn traces_read_dict_tags(py: Python<'_>) -> bool {
 /// A dict's version tag, when usable (see `TAGS`).
 fn dict_tag(py: Python<'_>, p: *mut ffi::PyObject) -> Option<usize> {
     // SAFETY: `p` is a live exact dict, laid out as DictHead (checked once).
-    (*TAGS.get_or_init(|| tags_usable(py)))
-        .then(|| unsafe { (*(p as *const DictHead)).ma_version_tag } as usize)
+    traces_read_dict_tags(py).then(|| unsafe { (*(p as *const DictHead)).ma_version_tag } as usize)
 }
 
 enum Sink<'t> {
