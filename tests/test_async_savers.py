@@ -180,12 +180,14 @@ async def test_a_cancelled_group_commit_leaves_no_caller_waiting(tmp_path) -> No
         await saver.setup()
         streams = [chat_checkpoints(saver, 3, f"t{n}") for n in range(8)]
         first = [asyncio.create_task(saver.aput(*next(s))) for s in streams]
-        await asyncio.sleep(0)  # the first group is committing, the flusher holds it
+        await asyncio.sleep(0)  # the callers add their statements
+        await asyncio.sleep(0)  # their groups are taken
         group = await saver._astore()
         second = [asyncio.create_task(saver.aput(*next(s))) for s in streams]
-        await asyncio.sleep(0)  # the second group waits for the flusher
-        assert group.flusher is not None and group.pending
-        group.flusher.cancel()  # as a loop shutting down would
+        await asyncio.sleep(0)  # these wait for the groups in flight
+        assert group.in_flight and group.pending
+        for answer in list(group.in_flight):
+            answer.cancel()  # as a loop shutting down cancels a commit task
         _, pending = await asyncio.wait(first + second, timeout=10)
         assert not pending, "a caller was left waiting"
         # Each put either went through or was cancelled with its group; the saver goes on.
@@ -194,3 +196,60 @@ async def test_a_cancelled_group_commit_leaves_no_caller_waiting(tmp_path) -> No
             await saver.aput(*args)
             t = await saver.aget_tuple(cfg(f"t{n}"))
             assert t.checkpoint["channel_values"]["messages"] == args[1]["channel_values"]["messages"]
+
+
+def _commit_threads() -> int:
+    import os
+
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:  # ended meanwhile
+            pass
+    return names.count("fc-commit")
+
+
+@pytest.mark.parametrize("kind", ["aio", "sync-saver"])
+async def test_closing_answers_every_put_and_stops_the_commit_thread(tmp_path, kind) -> None:
+    """Puts in flight when the saver closes each end (stored, or a ConfigError),
+    none is left waiting; the commit thread stops and the loop stops watching
+    its socket, also when ``close`` is called from another thread."""
+    import asyncio
+
+    from benches.test_bench_sqlite import chat_checkpoints
+    from fastcheckpoint.errors import ConfigError
+
+    loop = asyncio.get_running_loop()
+    before = _commit_threads()
+    for round_ in range(6):
+        path = str(tmp_path / f"c{round_}.db")
+        opened = (AsyncSqliteSaver if kind == "aio" else SqliteSaver).from_conn_string(path)
+        saver = await opened.__aenter__() if kind == "aio" else opened.__enter__()
+        streams = [chat_checkpoints(saver, 2, f"t{n}") for n in range(8)]
+        await asyncio.gather(*(saver.aput(*next(s)) for s in streams))
+        assert _commit_threads() == before + 1
+        socket = saver._groups[loop].commit.queue.fileno()
+        puts = [asyncio.create_task(saver.aput(*next(s))) for s in streams]
+        await asyncio.sleep(0)  # the puts are encoded and queued
+        if round_ % 2:
+            await asyncio.to_thread(saver.close)
+        else:
+            saver.close()
+        done, waiting = await asyncio.wait(puts, timeout=10)
+        assert not waiting, "a put was left waiting"
+        for put in done:
+            assert put.exception() is None or isinstance(put.exception(), ConfigError)
+        with pytest.raises(ConfigError):
+            await saver.aput(*next(streams[0]))
+        if kind == "aio":
+            await opened.__aexit__(None, None, None)
+        else:
+            opened.__exit__(None, None, None)
+        for _ in range(100):  # the close scheduled from another thread runs on the loop
+            if _commit_threads() == before:
+                break
+            await asyncio.sleep(0.01)
+        assert _commit_threads() == before
+        assert not loop.remove_reader(socket), "the loop still watches the commit thread's socket"

@@ -190,3 +190,48 @@ def test_a_failing_batch_of_a_group_commit_is_undone_alone(tmp_path) -> None:
     other.execute("ROLLBACK")
     assert [r[0] for r in store.read([("SELECT k FROM t ORDER BY k", [])])[0]] == ["a", "d", "e"]
     assert store.write_group([[(add, ["f"], False)], [(add, ["g"], False)]]) == [[1], [1]]
+
+
+def test_the_commit_queue_answers_groups_in_order_with_write_groups_answers(tmp_path) -> None:
+    """The async savers' commit thread: each group is answered as
+    ``write_group`` would answer it, through a socket the event loop watches."""
+    import select
+
+    from fastcheckpoint._native import SqliteStore
+    from fastcheckpoint.errors import ConfigError, DatabaseLockedError, MissingRowError
+
+    store = SqliteStore(str(tmp_path / "q.db"), busy_timeout=0.2)
+    store.execute_script("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    add = "INSERT INTO t (k) VALUES (?)"
+    queue = store.commit_queue()
+
+    def answers(n: int) -> list:
+        got: list = []
+        while len(got) < n:
+            assert select.select([queue.fileno()], [], [], 10)[0], "no answer came"
+            got += queue.completions()
+        return got
+
+    tickets = [
+        queue.submit([[(add, ["a"], False)], [(add, ["b"], False), ("SELECT 1 FROM t WHERE k = 'zz'", [], True)]]),
+        queue.submit([[(add, ["c"], False)]]),
+    ]
+    (t0, a0, failed0), (t1, a1, failed1) = answers(2)
+    assert [t0, t1] == tickets and not failed0 and not failed1
+    assert a0[0] == [1] and isinstance(a0[1], MissingRowError) and a1 == [[1]]
+    # The transaction as a whole failing is the group's answer, flagged: nothing stored.
+    other = sqlite3.connect(str(tmp_path / "q.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    queue.submit([[(add, ["d"], False)]])
+    ((_, error, failed),) = answers(1)
+    assert failed and isinstance(error, DatabaseLockedError)
+    other.execute("ROLLBACK")
+    assert [r[0] for r in store.read([("SELECT k FROM t ORDER BY k", [])])[0]] == ["a", "c"]
+    # Groups queued when the store closes are answered (closed), and a closed queue refuses more.
+    store.close()
+    queue.submit([[(add, ["e"], False)]])
+    queue.close()
+    ((_, error, failed),) = queue.completions()
+    assert failed and isinstance(error, ConfigError)
+    with pytest.raises(ConfigError):
+        queue.submit([[(add, ["f"], False)]])

@@ -61,6 +61,8 @@ LIST_PAGE = 64
 logger = logging.getLogger("fastcheckpoint")
 
 Stmt = tuple[str, Sequence[Any], bool]
+# A caller's statements and the future its answer goes to.
+Waiting = tuple[list[Stmt], "asyncio.Future[list[int]]"]
 T = TypeVar("T")
 
 
@@ -130,68 +132,85 @@ class GroupCommit:
     """An async store whose writes from concurrent callers on one event loop
     share transactions (group commit), for ``aput`` / ``aput_writes``.
 
-    Statements that arrive while a group's transaction runs are committed
-    together by the next one; ``commit(batches)`` runs them and answers each
-    batch with its row counts or its own error (a failure of the transaction
-    itself is raised: nothing of the group was stored). A caller returns once
-    the transaction holding its statements has committed: the same guarantee
-    as alone, for one round of locking, committing (and on a server, one
-    round trip) per group. A group is taken by a task that first lets every
-    caller ready to run add its statements (starting each write at once made
-    groups smaller and the rate lower: a commit costs more than the encoding
-    it would overlap)."""
+    Statements that arrive while groups are being committed wait for the next
+    one; ``commit(batches)`` runs a group and answers each batch with its row
+    counts or its own error (a failure of the transaction itself is raised:
+    nothing of the group was stored). A caller returns once the transaction
+    holding its statements has committed: the same guarantee as alone, for
+    one round of locking, committing (and on a server, one round trip) per
+    group. A group is taken once every caller ready to run has added its
+    statements (starting each write at once made groups smaller and the rate
+    lower: a commit costs more than the encoding it would overlap).
+
+    With ``depth`` 2, two groups may be in flight: when none is, the callers
+    waiting are split in two groups, so that from then on one half encodes its
+    next puts while the other half's group commits (worth it only where a
+    commit does not hold up the event loop, see ``sqlite._base._Commits``)."""
 
     def __init__(
         self,
         owner: object,
         read: Callable[[Sequence[tuple[str, Sequence[Any]]]], Awaitable[list[list[tuple[Any, ...]]]]],
         commit: Callable[[list[list[Stmt]]], Awaitable[list[Any]]],
+        depth: int = 1,
     ) -> None:
         self.owner = owner  # what the group was made for (a store that may be replaced)
         self.read = read
         self.commit = commit
-        self.pending: list[tuple[list[Stmt], asyncio.Future[list[int]]]] = []
-        self.flusher: asyncio.Task[None] | None = None  # held: a task nobody holds may be collected
+        self.depth = depth
+        self.pending: list[Waiting] = []
+        self.in_flight: set[asyncio.Future[Any]] = set()  # the groups committing
+        self.taking = False  # a take is scheduled
 
     async def write(self, statements: Sequence[Stmt]) -> list[int]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[int]] = loop.create_future()
         self.pending.append((list(statements), done))
-        if self.flusher is None:
-            self.flusher = loop.create_task(self._flush())
+        self._schedule(loop)
         return await done
 
-    async def _flush(self) -> None:
-        try:
-            while self.pending:
-                group, self.pending = self.pending, []
-                try:
-                    results = await self.commit([batch for batch, _ in group])
-                except BaseException as e:  # the transaction as a whole failed: nothing stored
-                    results = [e] * len(group)
-                    if not isinstance(e, Exception):
-                        self._settle(group, results)
-                        raise
-                self._settle(group, results)
-                # Let the callers just answered put their next statements in
-                # before the next group is taken, so they share its commit.
-                await asyncio.sleep(0)
-        finally:
-            self.flusher = None
-            # Left only when this task was cancelled (the loop shutting down):
-            # no caller may wait for a flush that will not come.
-            for _, done in self.pending:
-                done.cancel()
-            self.pending = []
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Scheduled after the callbacks already ready to run: the callers just
+        # woken add their statements first.
+        if not self.taking and self.pending and len(self.in_flight) < self.depth:
+            self.taking = True
+            loop.call_soon(self._take, loop)
+
+    def _take(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.taking = False
+        while self.pending and len(self.in_flight) < self.depth:
+            group, self.pending = self.pending, []
+            if not self.in_flight and self.depth > 1 and len(group) > 1:
+                half = (len(group) + 1) // 2
+                group, self.pending = group[:half], group[half:]
+            try:
+                commit = self.commit([batch for batch, _ in group])
+            except Exception as e:  # refused before it started: nothing stored
+                self._settle(group, [e] * len(group))
+                continue
+            # Held until answered (a task nobody holds may be collected).
+            self.in_flight.add(answer := asyncio.ensure_future(commit))
+            answer.add_done_callback(lambda answer, group=group: self._answered(loop, group, answer))
+
+    def _answered(self, loop: asyncio.AbstractEventLoop, group: list[Waiting], answer: asyncio.Future[Any]) -> None:
+        self.in_flight.discard(answer)
+        if answer.cancelled():  # the loop is shutting down
+            results: list[Any] = [asyncio.CancelledError()] * len(group)
+        elif (e := answer.exception()) is not None:  # the transaction as a whole failed: nothing stored
+            results = [e] * len(group)
+        else:
+            results = answer.result()
+        self._settle(group, results)
+        self._schedule(loop)
 
     @staticmethod
-    def _settle(group: list[tuple[list[Stmt], asyncio.Future[list[int]]]], results: list[Any]) -> None:
+    def _settle(group: list[Waiting], results: list[Any]) -> None:
         for (_, done), result in zip(group, results, strict=True):
             if done.done():  # its caller was cancelled (what it wrote is stored all the same)
                 continue
             if isinstance(result, Exception):
                 done.set_exception(result)
-            elif isinstance(result, BaseException):  # the flushing task was cancelled or interrupted
+            elif isinstance(result, BaseException):  # the commit was cancelled or interrupted
                 done.cancel()
             else:
                 done.set_result(result)

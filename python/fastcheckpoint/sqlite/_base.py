@@ -9,9 +9,9 @@ connection they are given and in how ``setup`` is awaited.
 The async methods run the sync ones on worker threads (the store releases the
 GIL), except ``aput`` / ``aput_writes``: they encode on the event loop, as
 upstream's AsyncSqliteSaver does, and their statements join a group commit
-(``_saver.GroupCommit``) run by ``SqliteStore.write_group`` on a worker
-thread: each caller's statements in a savepoint of their own, so a failing
-one is undone alone.
+(``_saver.GroupCommit``) run by the store's commit thread (``_Commits``):
+each caller's statements in a savepoint of their own, so a failing one is
+undone alone.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._native import SqliteStore
-from fastcheckpoint._saver import GroupCommit, StoreSaver
+from fastcheckpoint._saver import GroupCommit, StoreSaver, on_loop
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.sqlite import _schema as sql
 from fastcheckpoint.sqlite._legacy import migrate_upstream
@@ -86,10 +86,13 @@ class SqliteSaverBase(StoreSaver):
         group = self._groups.get(loop)
         if group is None or group.owner is not self._store:
             store = self._store
+            try:
+                commits: Any = _Commits(store, loop)
+                depth = 2
+            except NotImplementedError:  # a loop that cannot watch sockets (Windows' proactor)
+                commits, depth = (lambda batches: asyncio.to_thread(store.write_group, batches)), 1
             group = self._groups[loop] = GroupCommit(
-                store,
-                lambda queries: asyncio.to_thread(store.read, list(queries)),
-                lambda batches: asyncio.to_thread(store.write_group, batches),
+                store, lambda queries: asyncio.to_thread(store.read, list(queries)), commits, depth
             )
         return group
 
@@ -97,6 +100,54 @@ class SqliteSaverBase(StoreSaver):
         """Closes the saver's own connection (the one passed in stays the caller's)."""
         if self._store is not None:
             self._store.close()
+        for loop, group in list(self._groups.items()):
+            if isinstance(group.commit, _Commits) and not loop.is_closed():
+                if on_loop(loop):
+                    group.commit.close()
+                else:
+                    loop.call_soon_threadsafe(group.commit.close)
+
+
+class _Commits:
+    """Group commits on the store's commit thread (``CommitQueue``), answered
+    on the event loop when the thread signals its socket.
+
+    The thread never takes the GIL, so the loop keeps encoding the next
+    callers' puts while a group commits; ``GroupCommit`` keeps two groups in
+    flight to use that."""
+
+    def __init__(self, store: SqliteStore, loop: asyncio.AbstractEventLoop) -> None:
+        if not hasattr(SqliteStore, "commit_queue"):
+            raise NotImplementedError("no commit thread on this platform")
+        self.queue = store.commit_queue()
+        self.loop = loop
+        self.waiting: dict[int, asyncio.Future[list[Any]]] = {}
+        try:
+            loop.add_reader(self.queue.fileno(), self._answer)
+        except NotImplementedError:
+            self.queue.close()
+            raise
+
+    def __call__(self, batches: list[list[Any]]) -> asyncio.Future[list[Any]]:
+        done = self.loop.create_future()
+        self.waiting[self.queue.submit(batches)] = done
+        return done
+
+    def _answer(self) -> None:
+        for ticket, answer, failed in self.queue.completions():
+            done = self.waiting.pop(ticket)
+            if done.done():
+                continue
+            if failed:
+                done.set_exception(answer)
+            else:
+                done.set_result(answer)
+
+    def close(self) -> None:
+        """Stops watching the socket once every queued group is answered."""
+        self.loop.remove_reader(self.queue.fileno())
+        self.queue.close()
+        self._answer()
 
 
 def migrate_schema(store: SqliteStore) -> None:

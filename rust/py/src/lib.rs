@@ -24,6 +24,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Codec>()?;
     m.add_class::<writer::DeltaWriter>()?;
     m.add_class::<sqlite::SqliteStore>()?;
+    #[cfg(unix)]
+    m.add_class::<sqlite::CommitQueue>()?;
     m.add_function(wrap_pyfunction!(sqlite::sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(writer::assemble_chain, m)?)?;
     m.add_function(wrap_pyfunction!(trace::traces_read_dict_tags, m)?)?;

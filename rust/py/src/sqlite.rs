@@ -6,7 +6,7 @@
 //! behind a mutex taken only while the GIL is released (never the reverse,
 //! which could deadlock two threads).
 
-use std::sync::Mutex;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use fastcheckpoint_core::store::{self, Row, Stmt, Store, StoreError, Synchronous};
@@ -14,11 +14,48 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 use rusqlite::types::Value;
 
-use crate::errors::{config_error, store_error};
+use crate::errors::{config_error, storage_error, store_error};
 
 #[pyclass(frozen, module = "fastcheckpoint._native")]
 pub struct SqliteStore {
-    inner: Mutex<Option<Store>>,
+    inner: Shared,
+}
+
+/// The connection, shared with the store's commit threads; `None` once closed.
+type Shared = Arc<Mutex<Option<Store>>>;
+
+/// A store call's failure: the store's error, or `None` for a closed store.
+type Outcome<T> = Result<T, Option<StoreError>>;
+
+/// Runs `f` on the store with its lock taken (call without the GIL).
+fn run_on<T>(inner: &Shared, f: impl FnOnce(&mut Store) -> Result<T, StoreError>) -> Outcome<T> {
+    let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_mut() {
+        Some(store) => f(store).map_err(Some),
+        None => Err(None),
+    }
+}
+
+fn outcome_error(e: Option<StoreError>) -> PyErr {
+    match e {
+        Some(e) => store_error(e),
+        None => config_error("the saver's database connection is closed"),
+    }
+}
+
+/// A group's answers: each batch's row counts, or the exception that undid it alone.
+fn group_to_py(
+    py: Python<'_>,
+    results: Vec<Result<Vec<usize>, StoreError>>,
+) -> PyResult<Bound<'_, PyList>> {
+    let items = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(counts) => Ok(counts.into_pyobject(py)?.into_any()),
+            Err(e) => Ok(store_error(e).into_value(py).into_bound(py).into_any()),
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
 }
 
 fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
@@ -67,6 +104,13 @@ fn to_stmts(items: &Bound<'_, PyList>) -> PyResult<Vec<Stmt>> {
         .collect()
 }
 
+fn to_groups(batches: &Bound<'_, PyList>) -> PyResult<Vec<Vec<Stmt>>> {
+    batches
+        .iter()
+        .map(|b| to_stmts(b.downcast::<PyList>()?))
+        .collect()
+}
+
 fn row_to_py<'py>(py: Python<'py>, row: Row) -> PyResult<Bound<'py, PyTuple>> {
     let items = row
         .into_iter()
@@ -89,17 +133,7 @@ impl SqliteStore {
         py: Python<'_>,
         f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send,
     ) -> PyResult<T> {
-        py.detach(|| {
-            let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.as_mut() {
-                Some(store) => f(store).map_err(Some),
-                None => Err(None),
-            }
-        })
-        .map_err(|e| match e {
-            Some(e) => store_error(e),
-            None => config_error("the saver's database connection is closed"),
-        })
+        py.detach(|| run_on(&self.inner, f)).map_err(outcome_error)
     }
 }
 
@@ -128,7 +162,7 @@ impl SqliteStore {
             .detach(|| Store::open(&path, sync, timeout))
             .map_err(store_error)?;
         Ok(SqliteStore {
-            inner: Mutex::new(Some(store)),
+            inner: Arc::new(Mutex::new(Some(store))),
         })
     }
 
@@ -146,19 +180,17 @@ impl SqliteStore {
         &self,
         py: Python<'py>,
         batches: &Bound<'py, PyList>,
-    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let batches = batches
-            .iter()
-            .map(|b| to_stmts(b.downcast::<PyList>()?))
-            .collect::<PyResult<Vec<_>>>()?;
+    ) -> PyResult<Bound<'py, PyList>> {
+        let batches = to_groups(batches)?;
         let results = self.with(py, move |s| s.write_group(&batches))?;
-        results
-            .into_iter()
-            .map(|r| match r {
-                Ok(counts) => Ok(counts.into_pyobject(py)?.into_any()),
-                Err(e) => Ok(store_error(e).into_value(py).into_bound(py).into_any()),
-            })
-            .collect()
+        group_to_py(py, results)
+    }
+
+    /// A queue whose groups (as `write_group`'s) are committed in order by a
+    /// thread of its own, which never takes the GIL; see [`CommitQueue`].
+    #[cfg(unix)]
+    fn commit_queue(&self) -> PyResult<CommitQueue> {
+        CommitQueue::start(self.inner.clone())
     }
 
     /// Runs `[(sql, params), ...]` in one read transaction; returns each one's rows.
@@ -192,4 +224,123 @@ impl SqliteStore {
 #[pyfunction]
 pub fn sqlite_library() -> (String, usize) {
     store::library()
+}
+
+/// Group commits for an event loop. `submit` hands a group to the queue's
+/// thread and returns its ticket at once; the thread commits groups in order
+/// and, for each, stores the answer and writes a byte to a socket whose other
+/// end (`fileno`) the loop watches; `completions` then hands the answers out.
+/// The thread never needs the GIL, so a commit neither waits for the loop to
+/// let go of it nor makes the loop wait: the loop encodes the next group's
+/// puts while this one commits.
+#[cfg(unix)]
+#[pyclass(frozen, module = "fastcheckpoint._native")]
+pub struct CommitQueue {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+    answers: Arc<Mutex<Vec<(u64, GroupOutcome)>>>,
+    wake: std::os::unix::net::UnixStream,
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// A group to commit and its ticket.
+type Job = (u64, Vec<Vec<Stmt>>);
+type GroupOutcome = Outcome<Vec<Result<Vec<usize>, StoreError>>>;
+
+#[cfg(unix)]
+impl CommitQueue {
+    fn start(store: Shared) -> PyResult<Self> {
+        use std::io::Write;
+        let io = |e: std::io::Error| storage_error(format!("cannot start the commit thread: {e}"));
+        let (wake, mut signal) = std::os::unix::net::UnixStream::pair().map_err(io)?;
+        wake.set_nonblocking(true).map_err(io)?;
+        // Never block the thread: one byte waiting is enough to wake the loop.
+        signal.set_nonblocking(true).map_err(io)?;
+        let (jobs, queued) = mpsc::channel::<Job>();
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let out = answers.clone();
+        let worker = std::thread::Builder::new()
+            .name("fc-commit".into())
+            .spawn(move || {
+                for (ticket, batches) in queued {
+                    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_on(&store, |s| s.write_group(&batches))
+                    }))
+                    .unwrap_or_else(|_| {
+                        Err(Some(StoreError::Sqlite(
+                            "the commit thread failed unexpectedly".into(),
+                        )))
+                    });
+                    out.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((ticket, answer));
+                    let _ = signal.write(&[1]);
+                }
+            })
+            .map_err(io)?;
+        Ok(CommitQueue {
+            jobs: Mutex::new(Some(jobs)),
+            worker: Mutex::new(Some(worker)),
+            answers,
+            wake,
+            next: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+}
+
+#[cfg(unix)]
+#[pymethods]
+impl CommitQueue {
+    /// Queues a group (a list of `write` batches); returns its ticket.
+    fn submit(&self, batches: &Bound<'_, PyList>) -> PyResult<u64> {
+        let batches = to_groups(batches)?;
+        let ticket = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match jobs.as_ref().map(|j| j.send((ticket, batches))) {
+            Some(Ok(())) => Ok(ticket),
+            _ => Err(outcome_error(None)),
+        }
+    }
+
+    /// The socket the loop watches: readable when answers are waiting.
+    fn fileno(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.wake.as_raw_fd()
+    }
+
+    /// The answers ready: `(ticket, answer, failed)`; `answer` is the group's
+    /// list (as `write_group` returns), or with `failed` the exception that
+    /// undid the whole group.
+    fn completions<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, Bound<'py, PyAny>, bool)>> {
+        use std::io::Read;
+        // Empty the socket before taking the answers: an answer stored after
+        // this point has its byte written after it too, so the loop wakes again.
+        let mut buf = [0u8; 256];
+        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+        let ready = std::mem::take(&mut *self.answers.lock().unwrap_or_else(|p| p.into_inner()));
+        ready
+            .into_iter()
+            .map(|(ticket, answer)| {
+                Ok(match answer {
+                    Ok(results) => (ticket, group_to_py(py, results)?.into_any(), false),
+                    Err(e) => (
+                        ticket,
+                        outcome_error(e).into_value(py).into_bound(py).into_any(),
+                        true,
+                    ),
+                })
+            })
+            .collect()
+    }
+
+    /// Stops taking groups and waits until those queued are answered.
+    fn close(&self, py: Python<'_>) {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            py.detach(|| {
+                let _ = worker.join();
+            });
+        }
+    }
 }
