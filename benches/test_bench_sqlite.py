@@ -220,15 +220,20 @@ async def async_rate(saver, threads: int = 8, turns: int = 25) -> float:
 
 
 def test_async_sqlite_concurrent_threads(tmp_path) -> None:
-    async def main() -> tuple[float, float]:
-        async with UpstreamAsyncSqlite.from_conn_string(str(tmp_path / "up.db")) as s:
-            up = await async_rate(s)
-        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "ours.db")) as s:
-            ours = await async_rate(s)
+    # A run is ~0.1 s for us: the savers take turns, three runs each on fresh
+    # files, and each keeps its best (as the timings elsewhere keep the fastest).
+    async def main() -> tuple[list[float], list[float]]:
+        up, ours = [], []
+        for i in range(3):
+            async with UpstreamAsyncSqlite.from_conn_string(str(tmp_path / f"up{i}.db")) as s:
+                up.append(await async_rate(s))
+            async with AsyncSqliteSaver.from_conn_string(str(tmp_path / f"ours{i}.db")) as s:
+                ours.append(await async_rate(s))
         return up, ours
 
     up, ours = asyncio.run(main())
     print(
-        f"\n## AsyncSqliteSaver, 8 concurrent threads x 25 turns (800 checkpoints)\n"
-        f"upstream {up:,.0f} checkpoints/s, ours {ours:,.0f} checkpoints/s: {ours / up:.1f}x"
+        f"\n## AsyncSqliteSaver, 8 concurrent threads x 25 turns (800 checkpoints), best of 3 runs\n"
+        f"upstream {max(up):,.0f} checkpoints/s, ours {max(ours):,.0f} checkpoints/s: {max(ours) / max(up):.1f}x"
+        f" (runs: upstream {', '.join(f'{r:,.0f}' for r in up)}; ours {', '.join(f'{r:,.0f}' for r in ours)})"
     )
