@@ -4,7 +4,9 @@
 //! transaction itself (locking, I/O, waiting on other writers) runs with the
 //! GIL released, so other Python threads keep running. The connection sits
 //! behind a mutex taken only while the GIL is released (never the reverse,
-//! which could deadlock two threads).
+//! which could deadlock two threads). `CommitQueue` runs the async savers'
+//! group commits on a thread that shares that connection and never takes
+//! the GIL at all.
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
