@@ -192,6 +192,50 @@ def test_a_failing_batch_of_a_group_commit_is_undone_alone(tmp_path) -> None:
     assert store.write_group([[(add, ["f"], False)], [(add, ["g"], False)]]) == [[1], [1]]
 
 
+def test_the_store_seals_bodies_byte_for_byte_as_the_caller_would(tmp_path) -> None:
+    """The SQLite savers hand their store unsealed envelopes (``Body``), which
+    it checksums and compresses on the thread that commits: through ``write``,
+    ``write_group`` and the commit queue alike, what is stored is exactly what
+    sealing before the hand-off stores (keyframes, deltas, small and large)."""
+    import select
+
+    from fastcheckpoint._native import Body, DeltaWriter, SqliteStore, blob_info, seal
+
+    store = SqliteStore(str(tmp_path / "b.db"))
+    store.execute_script("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    now, later = DeltaWriter(), DeltaWriter()
+    msgs = [HumanMessage(content=f"message {i} " * (1 + i % 7), id=str(i)) for i in range(12)]
+    expected: list[bytes] = []
+    bodies: list[Body] = []
+    for turn in range(4):
+        values = {"messages": msgs[: 6 + 2 * turn], "step": turn, "note": "x" * (30 * turn)}
+        versions = {ch: f"{turn + 1:032}" for ch in values}
+        sealed = now.encode_blobs("t", "", values, versions)
+        deferred = later.encode_blobs("t", "", values, versions, seal=False)
+        assert [(b[0], b[1], b[2], b[4]) for b in deferred] == [(b[0], b[1], b[2], b[4]) for b in sealed]
+        assert all(isinstance(b[3], Body) for b in deferred)
+        expected += [b[3] for b in sealed]
+        bodies += [b[3] for b in deferred]
+    assert blob_info(expected[-3])[0] == f"{3:032}", "the last messages blob is a delta"
+    row = bytes(range(256)) * 40  # compressed, unlike most small bodies
+    expected += [seal(row), seal(b"\x90")]
+    bodies += [Body(row), Body(b"\x90")]
+    assert [b.seal() for b in bodies] == expected
+
+    add = "INSERT INTO t (k, v) VALUES (?, ?)"
+    stmts = [(add, (i, b), False) for i, b in enumerate(bodies)]
+    store.write(stmts[:5])
+    assert store.write_group([stmts[5:8], stmts[8:10]]) == [[1] * 3, [1] * 2]
+    queue = store.commit_queue()
+    queue.submit([stmts[10:]])
+    assert select.select([queue.fileno()], [], [], 10)[0], "no answer came"
+    ((_, answer, failed),) = queue.completions()
+    assert not failed and answer == [[1] * (len(stmts) - 10)]
+    queue.close()
+    assert [r[0] for r in store.read([("SELECT v FROM t ORDER BY k", [])])[0]] == expected
+    store.close()
+
+
 def test_the_commit_queue_answers_groups_in_order_with_write_groups_answers(tmp_path) -> None:
     """The async savers' commit thread: each group is answered as
     ``write_group`` would answer it, through a socket the event loop watches."""

@@ -30,10 +30,17 @@ class DeltaWriter:
         checkpoint_ns: str,
         values: dict[str, Any],
         new_versions: dict[str, str | int | float],
-    ) -> list[tuple[str, str | int | float, str, bytes, str | None]]: ...
+        seal: bool = True,
+    ) -> list[tuple[str, str | int | float, str, bytes | Body, str | None]]: ...
     def forget(self, thread_id: str | None = None) -> None: ...
 
-SqlParam = None | int | float | str | bytes
+class Body:
+    """An envelope not sealed yet; the SQLite store seals it on its own thread."""
+
+    def __init__(self, data: bytes) -> None: ...
+    def seal(self) -> bytes: ...
+
+SqlParam = None | int | float | str | bytes | Body
 
 class SqliteStore:
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 30.0) -> None: ...

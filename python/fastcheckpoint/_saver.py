@@ -297,6 +297,10 @@ class StoreSaver(BaseCheckpointSaver[str]):
     # database into ours (off for the read-only commands of the CLI).
     _take_over: bool = True
 
+    # Whether the store seals our envelopes itself (``_native.Body``): the
+    # SQLite store does, on the thread that commits (off the event loop).
+    _store_seals: bool = False
+
     # When rows are stored (seconds since the epoch); replaceable for tests.
     clock: Callable[[], float] = staticmethod(time.time)
 
@@ -544,7 +548,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             ns,
             checkpoint["id"],
             config["configurable"].get("checkpoint_id"),
-            *dumps(self.serde, c),
+            *dumps(self.serde, c, self._store_seals),
             metadata_json(self.sql, config, metadata),
             json.dumps(c["channel_versions"]),
             self.clock(),
@@ -573,7 +577,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
         for attempt in range(2):
             batch: list[Stmt] = [(sql.INSERT_CHECKPOINT, row, False), *extra]
             blob_at: list[int] = []
-            for ch, ver, type_, data, base in encode_channels(serde, self._writer, thread_id, ns, values, new_versions):
+            for ch, ver, type_, data, base in encode_channels(
+                serde, self._writer, thread_id, ns, values, new_versions, self._store_seals
+            ):
                 if base is not None and sql.BASE_EXISTS:
                     batch.append((sql.BASE_EXISTS, (thread_id, ns, ch, base), True))
                 blob_at.append(len(batch))
@@ -621,7 +627,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         row = (
             *key,
             parent_id,
-            *dumps(self.serde, checkpoint),
+            *dumps(self.serde, checkpoint, self._store_seals),
             metadata_json or "{}",
             json.dumps(versions),
             created_at,
@@ -638,9 +644,10 @@ class StoreSaver(BaseCheckpointSaver[str]):
         checkpoint_id = str(config["configurable"]["checkpoint_id"])
         query = sql.UPSERT_WRITE if all(w[0] in WRITES_IDX_MAP for w in writes) else sql.INSERT_WRITE
         serde = self.serde
+        later = self._store_seals
         key = (thread_id, ns, checkpoint_id, task_id, task_path)
         batch = [
-            (query, (*key, WRITES_IDX_MAP.get(ch, idx), ch, *dumps(serde, value)), False)
+            (query, (*key, WRITES_IDX_MAP.get(ch, idx), ch, *dumps(serde, value, later)), False)
             for idx, (ch, value) in enumerate(writes)
         ]
         if batch:

@@ -19,7 +19,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, SerializerProtocol
 
-from fastcheckpoint._native import ENVELOPE_TYPE, Codec, DeltaWriter, delta_base, seal
+from fastcheckpoint._native import ENVELOPE_TYPE, Body, Codec, DeltaWriter, delta_base, seal
 from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError
 from fastcheckpoint.serde import RustSerializer, default_serializer
 
@@ -62,13 +62,14 @@ def located(where: Callable[[], str]) -> Iterator[None]:
         raise type(e)(f"{where()}: {e}") from e
 
 
-def dumps(serde: SerializerProtocol, obj: Any) -> Typed:
+def dumps(serde: SerializerProtocol, obj: Any, later: bool = False) -> tuple[str, bytes | Body]:
     """How a checkpoint row or a pending write is stored: sealed in a
     checksummed envelope when the serializer is ours (bytes and None stay as
-    upstream stores them)."""
+    upstream stores them); with ``later`` the envelope is a ``Body`` the store
+    seals."""
     type_, data = serde.dumps_typed(obj)
     if type_ == "msgpack" and isinstance(serde, RustSerializer):
-        return ENVELOPE_TYPE, seal(data)
+        return ENVELOPE_TYPE, (Body(data) if later else seal(data))
     return type_, data
 
 
@@ -89,11 +90,13 @@ def encode_channels(
     checkpoint_ns: str,
     values: Mapping[str, Any],
     new_versions: ChannelVersions,
-) -> list[tuple[str, str | int | float, str, bytes, str | None]]:
+    later: bool = False,
+) -> list[tuple[str, str | int | float, str, bytes | Body, str | None]]:
     """The blobs one put stores, one per channel in ``new_versions``:
-    ``(channel, version, type, bytes, delta base version or None)``."""
+    ``(channel, version, type, bytes, delta base version or None)``; with
+    ``later`` our envelopes are ``Body`` objects the store seals."""
     if isinstance(serde, RustSerializer):
-        return writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions))
+        return writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions), seal=not later)
     return [
         (ch, ver, *(serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")), None)
         for ch, ver in new_versions.items()

@@ -36,6 +36,7 @@ class SqliteSaverBase(StoreSaver):
 
     sql = sql
     is_setup: bool
+    _store_seals = True
 
     def __init__(
         self,

@@ -8,7 +8,7 @@
 //! message mutated in place (at any depth) changes its hash and is stored again:
 //! nothing is ever persisted stale.
 
-use crate::envelope::{self, DeltaHeader};
+use crate::envelope::{self, DeltaHeader, Unsealed};
 use crate::wire;
 use crate::{Error, Result};
 
@@ -64,21 +64,27 @@ pub fn plan(prev: Option<&ListState>, new_hashes: &[u128], policy: Policy) -> Op
 /// Seals a list value given its encoded elements (concatenated, with their
 /// boundaries) as a keyframe or, when `keep` is given, as a delta on `base`.
 pub fn seal_list(elems: &[u8], bounds: &[usize], keep: Option<(usize, &str)>) -> Vec<u8> {
+    list_body(elems, bounds, keep).seal()
+}
+
+/// What `seal_list` seals: the keyframe's array, or the delta's new elements
+/// and header.
+pub fn list_body(elems: &[u8], bounds: &[usize], keep: Option<(usize, &str)>) -> Unsealed {
     let n = bounds.len().saturating_sub(1);
     match keep {
-        Some((keep, base)) => {
-            let header = DeltaHeader {
+        Some((keep, base)) => Unsealed {
+            body: elems[bounds[keep]..].to_vec(),
+            delta: Some(DeltaHeader {
                 base: base.to_owned(),
                 keep: keep as u32,
                 total: n as u32,
-            };
-            envelope::seal(&elems[bounds[keep]..], Some(&header))
-        }
+            }),
+        },
         None => {
             let mut body = Vec::with_capacity(elems.len() + 5);
             wire::write_array_header(&mut body, n);
             body.extend_from_slice(elems);
-            envelope::seal(&body, None)
+            Unsealed { body, delta: None }
         }
     }
 }

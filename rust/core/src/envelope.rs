@@ -39,6 +39,20 @@ pub struct Opened<'a> {
     pub body: Cow<'a, [u8]>,
 }
 
+/// A body and its delta header, to be sealed later by whoever writes it
+/// (the SQLite store seals on the thread that commits, off the event loop).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsealed {
+    pub body: Vec<u8>,
+    pub delta: Option<DeltaHeader>,
+}
+
+impl Unsealed {
+    pub fn seal(&self) -> Vec<u8> {
+        seal(&self.body, self.delta.as_ref())
+    }
+}
+
 /// True when `blob` starts like one of our envelopes.
 pub fn is_envelope(blob: &[u8]) -> bool {
     blob.len() >= HEADER && &blob[..2] == MAGIC

@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Codec>()?;
     m.add_class::<writer::DeltaWriter>()?;
+    m.add_class::<writer::Body>()?;
     m.add_class::<sqlite::SqliteStore>()?;
     #[cfg(unix)]
     m.add_class::<sqlite::CommitQueue>()?;

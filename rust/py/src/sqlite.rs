@@ -1,8 +1,9 @@
 //! `SqliteStore`: the Python face of `fastcheckpoint_core::store`.
 //!
 //! Parameters are converted to owned SQLite values under the GIL; the
-//! transaction itself (locking, I/O, waiting on other writers) runs with the
-//! GIL released, so other Python threads keep running. The connection sits
+//! transaction itself (locking, I/O, waiting on other writers) and the sealing
+//! of `Body` parameters run with the GIL released, so other Python threads
+//! keep running. The connection sits
 //! behind a mutex taken only while the GIL is released (never the reverse,
 //! which could deadlock two threads). `CommitQueue` runs the async savers'
 //! group commits on a thread that shares that connection and never takes
@@ -11,12 +12,14 @@
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use fastcheckpoint_core::envelope::Unsealed;
 use fastcheckpoint_core::store::{self, Row, Stmt, Store, StoreError, Synchronous};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 use rusqlite::types::Value;
 
 use crate::errors::{config_error, storage_error, store_error};
+use crate::writer::Body;
 
 #[pyclass(frozen, module = "fastcheckpoint._native")]
 pub struct SqliteStore {
@@ -60,13 +63,50 @@ fn group_to_py(
     PyList::new(py, items)
 }
 
-fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
-    Ok(if obj.is_none() {
+/// A statement as converted under the GIL: its `Body` parameters are sealed
+/// (`sealed`) later, by the thread that runs it, without the GIL.
+struct Pending {
+    sql: String,
+    params: Vec<Param>,
+    require_row: bool,
+}
+
+enum Param {
+    Value(Value),
+    Seal(Arc<Unsealed>),
+}
+
+fn sealed(stmts: Vec<Pending>) -> Vec<Stmt> {
+    stmts
+        .into_iter()
+        .map(|p| Stmt {
+            sql: p.sql,
+            params: p
+                .params
+                .into_iter()
+                .map(|v| match v {
+                    Param::Value(v) => v,
+                    Param::Seal(u) => Value::Blob(u.seal()),
+                })
+                .collect(),
+            require_row: p.require_row,
+        })
+        .collect()
+}
+
+fn sealed_groups(groups: Vec<Vec<Pending>>) -> Vec<Vec<Stmt>> {
+    groups.into_iter().map(sealed).collect()
+}
+
+fn to_param(obj: &Bound<'_, PyAny>) -> PyResult<Param> {
+    Ok(Param::Value(if obj.is_none() {
         Value::Null
     } else if let Ok(s) = obj.downcast_exact::<PyString>() {
         Value::Text(s.to_str()?.to_owned())
     } else if let Ok(b) = obj.downcast_exact::<PyBytes>() {
         Value::Blob(b.as_bytes().to_vec())
+    } else if let Ok(b) = obj.downcast_exact::<Body>() {
+        return Ok(Param::Seal(b.get().0.clone()));
     } else if obj.is_instance_of::<PyBool>() {
         Value::Integer(obj.is_truthy()? as i64)
     } else if obj.is_instance_of::<PyInt>() {
@@ -82,10 +122,10 @@ fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
             "cannot bind a value of type {} as an SQL parameter",
             obj.get_type().name()?
         )));
-    })
+    }))
 }
 
-fn to_stmts(items: &Bound<'_, PyList>) -> PyResult<Vec<Stmt>> {
+fn to_stmts(items: &Bound<'_, PyList>) -> PyResult<Vec<Pending>> {
     items
         .iter()
         .map(|item| {
@@ -94,10 +134,10 @@ fn to_stmts(items: &Bound<'_, PyList>) -> PyResult<Vec<Stmt>> {
             let params = t
                 .get_item(1)?
                 .try_iter()?
-                .map(|p| to_value(&p?))
+                .map(|p| to_param(&p?))
                 .collect::<PyResult<Vec<_>>>()?;
             let require_row = t.len() > 2 && t.get_item(2)?.is_truthy()?;
-            Ok(Stmt {
+            Ok(Pending {
                 sql,
                 params,
                 require_row,
@@ -106,7 +146,7 @@ fn to_stmts(items: &Bound<'_, PyList>) -> PyResult<Vec<Stmt>> {
         .collect()
 }
 
-fn to_groups(batches: &Bound<'_, PyList>) -> PyResult<Vec<Vec<Stmt>>> {
+fn to_groups(batches: &Bound<'_, PyList>) -> PyResult<Vec<Vec<Pending>>> {
     batches
         .iter()
         .map(|b| to_stmts(b.downcast::<PyList>()?))
@@ -172,7 +212,12 @@ impl SqliteStore {
     /// transaction; returns the rows each statement changed (or returned).
     fn write(&self, py: Python<'_>, batch: &Bound<'_, PyList>) -> PyResult<Vec<usize>> {
         let stmts = to_stmts(batch)?;
-        self.with(py, move |s| s.write(&stmts))
+        // Sealed before the lock: threads sharing the store compress side by side.
+        py.detach(|| {
+            let stmts = sealed(stmts);
+            run_on(&self.inner, |s| s.write(&stmts))
+        })
+        .map_err(outcome_error)
     }
 
     /// Runs several batches like `write`'s in one transaction (group commit);
@@ -184,7 +229,12 @@ impl SqliteStore {
         batches: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyList>> {
         let batches = to_groups(batches)?;
-        let results = self.with(py, move |s| s.write_group(&batches))?;
+        let results = py
+            .detach(|| {
+                let batches = sealed_groups(batches);
+                run_on(&self.inner, |s| s.write_group(&batches))
+            })
+            .map_err(outcome_error)?;
         group_to_py(py, results)
     }
 
@@ -202,7 +252,7 @@ impl SqliteStore {
         queries: &Bound<'py, PyList>,
     ) -> PyResult<Vec<Vec<Bound<'py, PyTuple>>>> {
         let stmts = to_stmts(queries)?;
-        let results = self.with(py, move |s| s.read(&stmts))?;
+        let results = self.with(py, move |s| s.read(&sealed(stmts)))?;
         results
             .into_iter()
             .map(|rows| rows.into_iter().map(|r| row_to_py(py, r)).collect())
@@ -246,7 +296,7 @@ pub struct CommitQueue {
 }
 
 /// A group to commit and its ticket.
-type Job = (u64, Vec<Vec<Stmt>>);
+type Job = (u64, Vec<Vec<Pending>>);
 type GroupOutcome = Outcome<Vec<Result<Vec<usize>, StoreError>>>;
 
 #[cfg(unix)]
@@ -266,6 +316,8 @@ impl CommitQueue {
             .spawn(move || {
                 for (ticket, batches) in queued {
                     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        // Sealed before the lock: a sync caller's write need not wait for it.
+                        let batches = sealed_groups(batches);
                         run_on(&store, |s| s.write_group(&batches))
                     }))
                     .unwrap_or_else(|_| {

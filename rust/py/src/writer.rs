@@ -3,7 +3,9 @@
 //! Lists become keyframes or element deltas (see `fastcheckpoint_core::delta`);
 //! every other value becomes a plain envelope. All blobs carry a CRC32 and large
 //! ones are zstd-compressed. Encoding needs the GIL; hashing, diffing, sealing
-//! and compression run with it released.
+//! and compression run with it released. With `seal=False` the writer hands out
+//! `Body` objects instead, which the SQLite store seals on the thread that
+//! commits them: for the async savers, off the event loop.
 //!
 //! For the lists of the most recently written channels the writer also keeps
 //! their encoding with an identity trace per element (`crate::trace`): at the
@@ -11,10 +13,10 @@
 //! only new or changed elements are encoded.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fastcheckpoint_core::delta::{self, ListState, Policy};
-use fastcheckpoint_core::envelope;
+use fastcheckpoint_core::envelope::{self, Unsealed};
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -27,14 +29,47 @@ use crate::trace::{Trace, Tracer};
 pub const ENVELOPE_TYPE: &str = "fc1";
 
 type ChannelKey = (String, String, String);
-/// `(channel, version, type tag, bytes, delta base version)` as a saver stores it.
+/// `(channel, version, type tag, bytes or Body, delta base version)` as a saver stores it.
 type StoredBlob<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     &'static str,
-    Bound<'py, PyBytes>,
+    Bound<'py, PyAny>,
     Option<String>,
 );
+
+/// An envelope not sealed yet (no checksum, not compressed): what `seal` would
+/// store. The SQLite store seals it, without the GIL, on the thread that
+/// writes it; `seal()` does it here for anyone else.
+#[pyclass(frozen, module = "fastcheckpoint._native")]
+pub struct Body(pub Arc<Unsealed>);
+
+#[pymethods]
+impl Body {
+    /// The envelope `seal(data)` would make, sealed later.
+    #[new]
+    fn new(data: &[u8]) -> Self {
+        Body(Arc::new(Unsealed {
+            body: data.to_vec(),
+            delta: None,
+        }))
+    }
+
+    fn seal<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let blob = py.detach(|| self.0.seal());
+        PyBytes::new(py, &blob)
+    }
+}
+
+/// `u` sealed now (GIL released), or handed out as a `Body` to seal later.
+fn stored<'py>(py: Python<'py>, u: Unsealed, seal: bool) -> PyResult<Bound<'py, PyAny>> {
+    if seal {
+        let blob = py.detach(|| u.seal());
+        Ok(PyBytes::new(py, &blob).into_any())
+    } else {
+        Ok(Bound::new(py, Body(Arc::new(u)))?.into_any())
+    }
+}
 
 /// How many channels keep their encoded list and traces. They hold references
 /// to the elements (the messages of a thread), so only recent ones are kept.
@@ -98,7 +133,9 @@ impl DeltaWriter {
     /// Encodes the channels named in `new_versions`. Returns, per channel,
     /// `(channel, version, type, bytes, base)` where `base` is the version a
     /// list delta applies to (None when self-contained); channels absent from
-    /// `values` are `("empty", b"")` as upstream stores them.
+    /// `values` are `("empty", b"")` as upstream stores them. With `seal=False`
+    /// the bytes of our envelopes are `Body` objects, sealed by the store.
+    #[pyo3(signature = (thread_id, checkpoint_ns, values, new_versions, seal=true))]
     fn encode_blobs<'py>(
         &self,
         py: Python<'py>,
@@ -106,11 +143,12 @@ impl DeltaWriter {
         checkpoint_ns: &str,
         values: &Bound<'py, PyDict>,
         new_versions: &Bound<'py, PyDict>,
+        seal: bool,
     ) -> PyResult<Vec<StoredBlob<'py>>> {
         let mut out = Vec::with_capacity(new_versions.len());
         for (ch, ver) in new_versions.iter() {
             let Some(value) = values.get_item(&ch)? else {
-                out.push((ch, ver, "empty", PyBytes::new(py, b""), None));
+                out.push((ch, ver, "empty", PyBytes::new(py, b"").into_any(), None));
                 continue;
             };
             let list = value
@@ -122,8 +160,11 @@ impl DeltaWriter {
             else {
                 let mut e = Encoder::new(py)?;
                 e.encode(&value)?;
-                let blob = py.detach(|| envelope::seal(&e.buf, None));
-                out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob), None));
+                let body = Unsealed {
+                    body: e.buf,
+                    delta: None,
+                };
+                out.push((ch, ver, ENVELOPE_TYPE, stored(py, body, seal)?, None));
                 continue;
             };
             let key = (
@@ -144,8 +185,8 @@ impl DeltaWriter {
                 enc.traces.push(tracer.record(&item));
             }
             enc.elems = e.buf;
-            let (blob, base) = py.detach(|| self.seal_list(key.clone(), version, &mut enc));
-            out.push((ch, ver, ENVELOPE_TYPE, PyBytes::new(py, &blob), base));
+            let (body, base) = py.detach(|| self.plan_list(key.clone(), version, &mut enc));
+            out.push((ch, ver, ENVELOPE_TYPE, stored(py, body, seal)?, base));
             self.keep_recent(key, enc);
         }
         Ok(out)
@@ -172,15 +213,15 @@ impl DeltaWriter {
 }
 
 impl DeltaWriter {
-    /// Seals one list as a delta against the channel's previous version when
-    /// that pays, else as a keyframe; returns the blob and its base version.
+    /// Stores one list as a delta against the channel's previous version when
+    /// that pays, else as a keyframe; returns its body and its base version.
     /// Hashes the elements `enc` has no hash for yet.
-    fn seal_list(
+    fn plan_list(
         &self,
         key: ChannelKey,
         version: String,
         enc: &mut Encoded,
-    ) -> (Vec<u8>, Option<String>) {
+    ) -> (Unsealed, Option<String>) {
         let (elems, bounds) = (&enc.elems, &enc.bounds);
         let have = enc.hashes.len();
         enc.hashes.extend(
@@ -191,13 +232,13 @@ impl DeltaWriter {
         let mut states = self.states.lock().unwrap();
         let prev = states.get(&key);
         let keep = delta::plan(prev, &enc.hashes, self.policy);
-        let (blob, depth, base) = match (keep, prev) {
+        let (body, depth, base) = match (keep, prev) {
             (Some(k), Some(prev)) => (
-                delta::seal_list(elems, bounds, Some((k, &prev.version))),
+                delta::list_body(elems, bounds, Some((k, &prev.version))),
                 prev.depth + 1,
                 Some(prev.version.clone()),
             ),
-            _ => (delta::seal_list(elems, bounds, None), 0, None),
+            _ => (delta::list_body(elems, bounds, None), 0, None),
         };
         states.insert(
             key,
@@ -207,7 +248,7 @@ impl DeltaWriter {
                 depth,
             },
         );
-        (blob, base)
+        (body, base)
     }
 
     fn take_recent(&self, key: &ChannelKey) -> Option<Encoded> {
