@@ -1,13 +1,12 @@
 //! `SqliteStore`: the Python face of `fastcheckpoint_core::store`.
 //!
-//! Parameters are converted to owned SQLite values under the GIL; the
-//! transaction itself (locking, I/O, waiting on other writers) and the sealing
-//! of `Body` parameters run with the GIL released, so other Python threads
-//! keep running. The connection sits
-//! behind a mutex taken only while the GIL is released (never the reverse,
-//! which could deadlock two threads). `CommitQueue` runs the async savers'
-//! group commits on a thread that shares that connection and never takes
-//! the GIL at all.
+//! Parameters are converted to owned SQLite values under the GIL; the sealing
+//! of `Body` parameters (checksum, zstd) and the transaction itself (locking,
+//! I/O, waiting on other writers) run with the GIL released, so other Python
+//! threads keep running. The connection sits behind a mutex taken only while
+//! the GIL is released (never the reverse, which could deadlock two threads).
+//! `CommitQueue` runs the async savers' group commits on a thread that shares
+//! that connection and never takes the GIL at all.
 
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
