@@ -217,9 +217,10 @@ def test_the_store_seals_bodies_byte_for_byte_as_the_caller_would(tmp_path) -> N
         expected += [b[3] for b in sealed]
         bodies += [b[3] for b in deferred]
     assert blob_info(expected[-3])[0] == f"{3:032}", "the last messages blob is a delta"
-    row = bytes(range(256)) * 40  # compressed, unlike most small bodies
+    row = bytes(range(256)) * 40  # large and repetitive: stored zstd-compressed
     expected += [seal(row), seal(b"\x90")]
     bodies += [Body(row), Body(b"\x90")]
+    assert blob_info(expected[-2])[4] and not blob_info(expected[-1])[4], "one compressed, one not"
     assert [b.seal() for b in bodies] == expected
 
     add = "INSERT INTO t (k, v) VALUES (?, ?)"
