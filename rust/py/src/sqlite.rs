@@ -364,24 +364,26 @@ impl CommitQueue {
     /// The answers ready: `(ticket, answer, failed)`; `answer` is the group's
     /// list (as `write_group` returns), or with `failed` the exception that
     /// undid the whole group.
-    fn completions<'py>(&self, py: Python<'py>) -> PyResult<Vec<(u64, Bound<'py, PyAny>, bool)>> {
+    fn completions<'py>(&self, py: Python<'py>) -> Vec<(u64, Bound<'py, PyAny>, bool)> {
         use std::io::Read;
         // Empty the socket before taking the answers: an answer stored after
         // this point has its byte written after it too, so the loop wakes again.
         let mut buf = [0u8; 256];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
         let ready = std::mem::take(&mut *self.answers.lock().unwrap_or_else(|p| p.into_inner()));
+        let failed = |e: PyErr| (e.into_value(py).into_bound(py).into_any(), true);
         ready
             .into_iter()
             .map(|(ticket, answer)| {
-                Ok(match answer {
-                    Ok(results) => (ticket, group_to_py(py, results)?.into_any(), false),
-                    Err(e) => (
-                        ticket,
-                        outcome_error(e).into_value(py).into_bound(py).into_any(),
-                        true,
-                    ),
-                })
+                // An answer that cannot be built (MemoryError) still answers
+                // its callers, with that error, rather than leave them waiting.
+                let (answer, flag) = match answer {
+                    Ok(results) => group_to_py(py, results)
+                        .map(|list| (list.into_any(), false))
+                        .unwrap_or_else(failed),
+                    Err(e) => failed(outcome_error(e)),
+                };
+                (ticket, answer, flag)
             })
             .collect()
     }
