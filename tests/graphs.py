@@ -164,3 +164,42 @@ def continue_after_another_saver_deleted_the_thread(a, b) -> None:
         "after",
         "you said 5 things, last: after",
     ]
+
+
+def a_saver_per_turn_stores_deltas(open_saver, blobs) -> None:
+    """Every turn of a chat runs on a new saver (a saver per request, or a
+    thread's turns spread over workers): each learns the stored list when the
+    run reads the thread, so its put is a delta as a long-lived saver's is,
+    where it would otherwise store the whole history again. Reading an older
+    checkpoint first does not change what a saver learned: the head's next put
+    is still a delta on the head. ``open_saver()`` is a context manager of a
+    saver on the shared database; ``blobs(thread)`` lists the stored
+    ``messages`` blobs as (version, delta base or None), oldest first."""
+    turns = 12
+
+    def chat(saver, thread: str, text: str) -> list[str]:
+        app = chat_graph().compile(checkpointer=saver)
+        out = app.invoke({"messages": [HumanMessage(text)]}, {"configurable": {"thread_id": thread}})
+        return [m.content for m in out["messages"]]
+
+    with open_saver() as saver:  # the long-lived saver to compare with
+        for i in range(turns):
+            one = chat(saver, "one", f"m{i} " * 20)
+    for i in range(turns):
+        with open_saver() as saver:
+            per = chat(saver, "per", f"m{i} " * 20)
+    assert per == one
+    whole = [[v for v, base in blobs(t) if base is None] for t in ("one", "per")]
+    assert len(blobs("per")) == len(blobs("one")) == 2 * turns
+    # Lists under 4 messages are stored whole; the first list after them may be
+    # a keyframe (one saver) or a delta on a short list a new saver read (per turn).
+    assert len(whole[1]) <= len(whole[0]) <= 4, whole
+    with open_saver() as saver:
+        app = chat_graph().compile(checkpointer=saver)
+        cfg = {"configurable": {"thread_id": "per"}}
+        states = list(app.get_state_history(cfg))
+        app.get_state(states[len(states) // 2].config)  # an older checkpoint, read whole
+        head = blobs("per")[-1][0]
+        assert chat(saver, "per", "after")[-2:] == ["after", f"you said {turns + 1} things, last: after"]
+    *_, (before, _), (added, added_base), (_, answer_base) = blobs("per")
+    assert before == head and added_base == head and answer_base == added, "new messages are deltas on the head"

@@ -162,6 +162,15 @@ def test_a_delta_base_removed_by_another_worker_is_not_referenced(pg_uri) -> Non
         graphs.continue_after_another_saver_deleted_the_thread(a, b)
 
 
+def test_a_saver_per_turn_stores_deltas(pg_uri) -> None:
+    def blobs(thread: str) -> list[tuple[str, str | None]]:
+        q = "SELECT version, base FROM fc_blobs WHERE thread_id = %s AND channel = 'messages' ORDER BY version"
+        with psycopg.connect(pg_uri, autocommit=True) as raw:
+            return raw.execute(q, (thread,)).fetchall()
+
+    graphs.a_saver_per_turn_stores_deltas(lambda: PostgresSaver.from_conn_string(pg_uri), blobs)
+
+
 async def test_sync_calls_on_the_async_saver_from_another_thread(pg_uri) -> None:
     async with AsyncPostgresSaver.from_conn_string(pg_uri) as saver:
         app = graphs.chat_graph().compile(checkpointer=saver)

@@ -280,3 +280,14 @@ def test_the_commit_queue_answers_groups_in_order_with_write_groups_answers(tmp_
     assert failed and isinstance(error, ConfigError)
     with pytest.raises(ConfigError):
         queue.submit([[(add, ["f"], False)]])
+
+
+def test_a_saver_per_turn_stores_deltas(tmp_path) -> None:
+    db = str(tmp_path / "c.db")
+    raw = sqlite3.connect(db)
+
+    def blobs(thread: str) -> list[tuple[str, str | None]]:
+        q = "SELECT version, base FROM fc_blobs WHERE thread_id = ? AND channel = 'messages' ORDER BY version"
+        return raw.execute(q, (thread,)).fetchall()
+
+    graphs.a_saver_per_turn_stores_deltas(lambda: SqliteSaver.from_conn_string(db), blobs)

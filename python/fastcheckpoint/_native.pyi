@@ -32,6 +32,9 @@ class DeltaWriter:
         new_versions: dict[str, str | int | float],
         seal: bool = True,
     ) -> list[tuple[str, str | int | float, str, bytes | Body, str | None]]: ...
+    def seed(
+        self, thread_id: str, checkpoint_ns: str, channel: str, version: str, chain: list[bytes], head: bool = False
+    ) -> None: ...
     def forget(self, thread_id: str | None = None) -> None: ...
 
 class Body:

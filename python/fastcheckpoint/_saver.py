@@ -354,7 +354,11 @@ class StoreSaver(BaseCheckpointSaver[str]):
         writes: Sequence[Sequence[Any]],
         cache: dict[tuple[Any, ...], Any] | None,
         config: RunnableConfig | None = None,
+        head: bool = False,
     ) -> CheckpointTuple:
+        """One checkpoint as read. With no ``cache`` (``get_tuple``), the lists
+        read teach the writer what its next put can be a delta of (``head``:
+        this is the thread's latest checkpoint)."""
         thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row[:7]
         serde = self.serde
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r}"
@@ -371,6 +375,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 blobs.get,
                 cache,
                 lambda ch=ch: f"{where} channel {ch!r}",
+                self._writer if cache is None else None,
+                head,
             )
         pending: list[PendingWrite] = [
             (w[0], w[1], loads(serde, (w[2], bytes(w[3])), lambda w=w: f"{where} write {w[1]!r} of task {w[0]!r}"))
@@ -401,7 +407,12 @@ class StoreSaver(BaseCheckpointSaver[str]):
             return None
         writes = [w[1:] for w in write_rows]
         return self._tuple(
-            (thread_id, ns, *rows[0]), self._blobs(blob_rows), writes, None, config if checkpoint_id else None
+            (thread_id, ns, *rows[0]),
+            self._blobs(blob_rows),
+            writes,
+            None,
+            config if checkpoint_id else None,
+            head=checkpoint_id is None,
         )
 
     def _where(

@@ -114,21 +114,31 @@ def load_channel(
     fetch: Callable[[BlobKey], Stored | None],
     cache: dict[BlobKey, Any] | None,
     where: Callable[[], str],
+    writer: DeltaWriter | None = None,
+    head: bool = False,
 ) -> Any:
     """Decodes the blob stored at ``key``; ``fetch(key)`` returns a stored blob.
 
     A delta is applied on top of its base's decoded value, so each blob of a
     chain is decoded once. ``cache`` keeps every version decoded: one dict per
     listing shares unchanged elements between the checkpoints it returns. With
-    None (a value nobody else holds) only the newest version is built.
-    ``where()`` names the row in errors.
+    None (a value nobody else holds) only the newest version is built, and a
+    list read whole teaches ``writer`` (``DeltaWriter.seed``; ``head``: read
+    from the thread's latest checkpoint) the stored version its next put can
+    be a delta of; ``key`` is then (thread, ns, channel, version). ``where()``
+    names the row in errors.
     """
     with located(where):
-        return _load_channel(serde, key, fetch, cache)
+        return _load_channel(serde, key, fetch, cache, writer, head)
 
 
 def _load_channel(
-    serde: SerializerProtocol, key: BlobKey, fetch: Callable[[BlobKey], Stored | None], cache: dict[BlobKey, Any] | None
+    serde: SerializerProtocol,
+    key: BlobKey,
+    fetch: Callable[[BlobKey], Stored | None],
+    cache: dict[BlobKey, Any] | None,
+    writer: DeltaWriter | None = None,
+    head: bool = False,
 ) -> Any:
     known = {} if cache is None else cache
     if key in known:
@@ -157,7 +167,10 @@ def _load_channel(
     codec = codec_of(serde)
     value = known[(*key[:-1], base)] if base is not None else None
     if cache is None:
-        return codec.loads_steps([(blob, b) for _, blob, b in reversed(chain)], value)
+        value = codec.loads_steps([(blob, b) for _, blob, b in reversed(chain)], value)
+        if writer is not None and type(value) is list:
+            writer.seed(*key, [blob for _, blob, _ in chain], head)
+        return value
     for k, blob, b in reversed(chain):
         value = cache[k] = codec.loads_step(blob, value, b)
     return value

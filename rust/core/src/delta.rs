@@ -93,21 +93,48 @@ pub fn list_body(elems: &[u8], bounds: &[usize], keep: Option<(usize, &str)>) ->
 /// ending with a keyframe. Each delta must name the next blob as its base
 /// (the caller looks bases up by version; `bases[i]` is the version of chain[i]).
 pub fn assemble(chain: &[&[u8]]) -> Result<Vec<u8>> {
+    let opened = open_chain(chain)?;
+    if let [keyframe] = opened.as_slice() {
+        return Ok(keyframe.body.to_vec());
+    }
+    let elems = elements(&opened)?;
+    let size: usize = elems.iter().map(|e| e.len()).sum();
+    let mut out = Vec::with_capacity(size + 5);
+    wire::write_array_header(&mut out, elems.len());
+    for e in elems {
+        out.extend_from_slice(e);
+    }
+    Ok(out)
+}
+
+/// The element hashes of the list a chain (as `assemble`'s) stores: what a
+/// writer that did not write it needs to store the next version as a delta.
+pub fn chain_hashes(chain: &[&[u8]]) -> Result<Vec<u128>> {
+    Ok(elements(&open_chain(chain)?)?
+        .into_iter()
+        .map(hash)
+        .collect())
+}
+
+/// Opens every envelope of a chain, checking that it ends in a keyframe.
+fn open_chain<'a>(chain: &[&'a [u8]]) -> Result<Vec<envelope::Opened<'a>>> {
     let opened = chain
         .iter()
         .map(|b| envelope::open(b))
         .collect::<Result<Vec<_>>>()?;
-    let (last, deltas) = opened
-        .split_last()
-        .ok_or_else(|| Error::BrokenChain("empty chain".into()))?;
-    if last.delta.is_some() {
-        return Err(Error::BrokenChain(
+    match opened.last() {
+        None => Err(Error::BrokenChain("empty chain".into())),
+        Some(last) if last.delta.is_some() => Err(Error::BrokenChain(
             "chain does not end in a keyframe".into(),
-        ));
+        )),
+        Some(_) => Ok(opened),
     }
-    if deltas.is_empty() {
-        return Ok(last.body.to_vec());
-    }
+}
+
+/// The elements of the list an opened chain stores: the keyframe's, with each
+/// delta applied from the oldest.
+fn elements<'a>(opened: &'a [envelope::Opened<'_>]) -> Result<Vec<&'a [u8]>> {
+    let (last, deltas) = opened.split_last().expect("open_chain: never empty");
     let mut elems: Vec<&[u8]> = wire::split_array(&last.body)?
         .into_iter()
         .map(|r| &last.body[r])
@@ -137,13 +164,7 @@ pub fn assemble(chain: &[&[u8]]) -> Result<Vec<u8>> {
             )));
         }
     }
-    let size: usize = elems.iter().map(|e| e.len()).sum();
-    let mut out = Vec::with_capacity(size + 5);
-    wire::write_array_header(&mut out, elems.len());
-    for e in elems {
-        out.extend_from_slice(e);
-    }
-    Ok(out)
+    Ok(elems)
 }
 
 #[cfg(test)]
@@ -217,6 +238,14 @@ mod tests {
         assert_eq!(assemble(&[&d2, &k1]).unwrap(), whole(&v2));
         assert_eq!(assemble(&[&d3, &d2, &k1]).unwrap(), whole(&v3));
         assert_eq!(assemble(&[&d4, &d3, &d2, &k1]).unwrap(), whole(&v4));
+        // A writer that did not write the chain learns the same hashes from it.
+        assert_eq!(chain_hashes(&[&k1]).unwrap(), s1.hashes);
+        assert_eq!(chain_hashes(&[&d3, &d2, &k1]).unwrap(), s3.hashes);
+        assert_eq!(chain_hashes(&[&d4, &d3, &d2, &k1]).unwrap(), h4);
+        assert!(
+            chain_hashes(&[&d2]).is_err(),
+            "a chain must end in a keyframe"
+        );
     }
 
     #[test]

@@ -192,6 +192,55 @@ impl DeltaWriter {
         Ok(out)
     }
 
+    /// Learns a list channel's stored version from a read of it (its blob
+    /// chain, newest first, ending with a keyframe), so that a saver that did
+    /// not write it (a new process, a saver per request, another worker) stores
+    /// its next put as a delta rather than the whole list again. A read of a
+    /// thread's latest checkpoint (`head`) replaces what the writer knew, since
+    /// the next put continues it; any other read (an older checkpoint) only
+    /// teaches a writer that knows nothing of the channel. A chain that is not
+    /// a list teaches nothing (and is no error here).
+    #[pyo3(signature = (thread_id, checkpoint_ns, channel, version, chain, head=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn seed(
+        &self,
+        py: Python<'_>,
+        thread_id: &str,
+        checkpoint_ns: &str,
+        channel: &str,
+        version: &str,
+        chain: Vec<PyBackedBytes>,
+        head: bool,
+    ) {
+        let key = (
+            thread_id.to_owned(),
+            checkpoint_ns.to_owned(),
+            channel.to_owned(),
+        );
+        let known = |states: &HashMap<ChannelKey, ListState>| {
+            states
+                .get(&key)
+                .is_some_and(|s| !head || s.version == version)
+        };
+        if known(&self.states.lock().unwrap()) {
+            return;
+        }
+        let hashes = py.detach(|| {
+            let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
+            delta::chain_hashes(&parts)
+        });
+        let Ok(hashes) = hashes else { return };
+        let mut states = self.states.lock().unwrap();
+        if !known(&states) {
+            let state = ListState {
+                version: version.to_owned(),
+                hashes,
+                depth: chain.len().saturating_sub(1) as u32,
+            };
+            states.insert(key, state);
+        }
+    }
+
     /// Drops what the writer remembers for a thread (or for all threads), so the
     /// next put of each list is a keyframe. Call when stored blobs are removed
     /// or a write was rolled back.
