@@ -291,3 +291,41 @@ def test_a_saver_per_turn_stores_deltas(tmp_path) -> None:
         return raw.execute(q, (thread,)).fetchall()
 
     graphs.a_saver_per_turn_stores_deltas(lambda: SqliteSaver.from_conn_string(db), blobs)
+
+
+def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
+    """A long-lived saver meets ever more threads: its writer keeps the stored
+    element hashes of the ``remember`` list channels used most recently. A
+    forgotten thread's next put is a keyframe, unless a run reads the thread
+    first (as every LangGraph run does), which teaches the writer again."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from fastcheckpoint._native import DeltaWriter
+
+    db = str(tmp_path / "c.db")
+    raw = sqlite3.connect(db)
+    with SqliteSaver.from_conn_string(db) as saver:
+        saver._writer = DeltaWriter(remember=8)
+        heads: dict[str, str | None] = {}
+
+        def put(thread: str, n: int) -> str | None:
+            """Stores the thread's first ``n`` messages; returns the blob's delta base."""
+            cp = empty_checkpoint()
+            version = f"{n:032}"
+            cp["channel_values"] = {"messages": [HumanMessage(f"{thread} says {i}", id=str(i)) for i in range(n)]}
+            cp["channel_versions"] = {"messages": version}
+            config = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": heads.get(thread)}}
+            heads[thread] = saver.put(config, cp, {}, {"messages": version})["configurable"]["checkpoint_id"]
+            q = "SELECT base FROM fc_blobs WHERE thread_id = ? AND version = ?"
+            return raw.execute(q, (thread, version)).fetchone()[0]
+
+        for t in range(12):
+            assert put(f"t{t}", 6) is None and put(f"t{t}", 7) == f"{6:032}"
+        assert put("t11", 8) == f"{7:032}", "a recent thread is remembered"
+        assert put("t0", 8) is None, "the oldest threads were forgotten"
+        saver.get_tuple(cfg("t1"))
+        assert put("t1", 8) == f"{7:032}", "reading the thread taught the writer again"
+        for t in ("t0", "t1", "t11"):
+            assert [m.content for m in saver.get_tuple(cfg(t)).checkpoint["channel_values"]["messages"]] == [
+                f"{t} says {i}" for i in range(8)
+            ]

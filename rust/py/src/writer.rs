@@ -78,7 +78,7 @@ const RECENT: usize = 16;
 #[pyclass(frozen, module = "fastcheckpoint._native")]
 pub struct DeltaWriter {
     policy: Policy,
-    states: Mutex<HashMap<ChannelKey, ListState>>,
+    states: Mutex<States>,
     /// Most recently written last.
     recent: Mutex<Vec<(ChannelKey, Encoded)>>,
 }
@@ -118,14 +118,55 @@ impl Encoded {
     }
 }
 
+/// What the writer knows of the last stored version of each list channel,
+/// for the `cap` channels used most recently: a server's saver meets ever more
+/// threads, and a channel forgotten is learned again when a run reads it
+/// (`seed`), or else costs one keyframe.
+struct States {
+    map: HashMap<ChannelKey, (u64, ListState)>,
+    tick: u64,
+    cap: usize,
+}
+
+impl States {
+    fn get(&mut self, key: &ChannelKey) -> Option<&ListState> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(key).map(|(used, state)| {
+            *used = tick;
+            &*state
+        })
+    }
+
+    fn insert(&mut self, key: ChannelKey, state: ListState) {
+        self.tick += 1;
+        self.map.insert(key, (self.tick, state));
+        if self.map.len() > self.cap {
+            // Forget the least recently used quarter at once, so this scan
+            // runs once per cap / 4 new channels.
+            let mut ticks: Vec<u64> = self.map.values().map(|(used, _)| *used).collect();
+            let cut = ticks.len() - self.cap * 3 / 4;
+            let (_, oldest_kept, _) = ticks.select_nth_unstable(cut);
+            let oldest_kept = *oldest_kept;
+            self.map.retain(|_, (used, _)| *used >= oldest_kept);
+        }
+    }
+}
+
 #[pymethods]
 impl DeltaWriter {
+    /// `remember`: how many list channels (thread, namespace, channel) the
+    /// writer keeps the stored element hashes of (16 bytes per element).
     #[new]
-    #[pyo3(signature = (*, max_depth=64, min_len=4))]
-    fn new(max_depth: u32, min_len: usize) -> Self {
+    #[pyo3(signature = (*, max_depth=64, min_len=4, remember=1024))]
+    fn new(max_depth: u32, min_len: usize, remember: usize) -> Self {
         DeltaWriter {
             policy: Policy { max_depth, min_len },
-            states: Mutex::new(HashMap::new()),
+            states: Mutex::new(States {
+                map: HashMap::new(),
+                tick: 0,
+                cap: remember.max(1),
+            }),
             recent: Mutex::new(Vec::new()),
         }
     }
@@ -217,12 +258,12 @@ impl DeltaWriter {
             checkpoint_ns.to_owned(),
             channel.to_owned(),
         );
-        let known = |states: &HashMap<ChannelKey, ListState>| {
+        let known = |states: &mut States| {
             states
                 .get(&key)
                 .is_some_and(|s| !head || s.version == version)
         };
-        if known(&self.states.lock().unwrap()) {
+        if known(&mut self.states.lock().unwrap()) {
             return;
         }
         let hashes = py.detach(|| {
@@ -231,7 +272,7 @@ impl DeltaWriter {
         });
         let Ok(hashes) = hashes else { return };
         let mut states = self.states.lock().unwrap();
-        if !known(&states) {
+        if !known(&mut states) {
             let state = ListState {
                 version: version.to_owned(),
                 hashes,
@@ -250,11 +291,11 @@ impl DeltaWriter {
         let mut recent = self.recent.lock().unwrap();
         match thread_id {
             Some(t) => {
-                st.retain(|k, _| k.0 != t);
+                st.map.retain(|k, _| k.0 != t);
                 recent.retain(|(k, _)| k.0 != t);
             }
             None => {
-                st.clear();
+                st.map.clear();
                 recent.clear();
             }
         }
