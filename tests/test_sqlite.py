@@ -329,3 +329,6 @@ def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
             assert [m.content for m in saver.get_tuple(cfg(t)).checkpoint["channel_values"]["messages"]] == [
                 f"{t} says {i}" for i in range(8)
             ]
+        saver._writer = DeltaWriter(remember=1)  # the smallest memory still works
+        assert put("u0", 6) is None and put("u1", 6) is None and put("u1", 7) == f"{6:032}"
+        assert put("u0", 7) is None

@@ -145,7 +145,7 @@ impl States {
             // Forget the least recently used quarter at once, so this scan
             // runs once per cap / 4 new channels.
             let mut ticks: Vec<u64> = self.map.values().map(|(used, _)| *used).collect();
-            let cut = ticks.len() - self.cap * 3 / 4;
+            let cut = ticks.len() - (self.cap * 3 / 4).max(1);
             let (_, oldest_kept, _) = ticks.select_nth_unstable(cut);
             let oldest_kept = *oldest_kept;
             self.map.retain(|_, (used, _)| *used >= oldest_kept);
