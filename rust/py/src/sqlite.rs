@@ -169,12 +169,20 @@ fn row_to_py<'py>(py: Python<'py>, row: Row) -> PyResult<Bound<'py, PyTuple>> {
 }
 
 impl SqliteStore {
-    fn with<T: Send>(
+    /// Runs `f` on the store with the GIL released, on what `prepare` makes
+    /// (statements with their bodies sealed) before the lock is taken: threads
+    /// sharing the store compress side by side.
+    fn with<P, T: Send>(
         &self,
         py: Python<'_>,
-        f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send,
+        prepare: impl FnOnce() -> P + Send,
+        f: impl FnOnce(&mut Store, P) -> Result<T, StoreError> + Send,
     ) -> PyResult<T> {
-        py.detach(|| run_on(&self.inner, f)).map_err(outcome_error)
+        py.detach(|| {
+            let prepared = prepare();
+            run_on(&self.inner, |s| f(s, prepared))
+        })
+        .map_err(outcome_error)
     }
 }
 
@@ -211,12 +219,7 @@ impl SqliteStore {
     /// transaction; returns the rows each statement changed (or returned).
     fn write(&self, py: Python<'_>, batch: &Bound<'_, PyList>) -> PyResult<Vec<usize>> {
         let stmts = to_stmts(batch)?;
-        // Sealed before the lock: threads sharing the store compress side by side.
-        py.detach(|| {
-            let stmts = sealed(stmts);
-            run_on(&self.inner, |s| s.write(&stmts))
-        })
-        .map_err(outcome_error)
+        self.with(py, || sealed(stmts), |s, stmts| s.write(&stmts))
     }
 
     /// Runs several batches like `write`'s in one transaction (group commit);
@@ -228,12 +231,7 @@ impl SqliteStore {
         batches: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyList>> {
         let batches = to_groups(batches)?;
-        let results = py
-            .detach(|| {
-                let batches = sealed_groups(batches);
-                run_on(&self.inner, |s| s.write_group(&batches))
-            })
-            .map_err(outcome_error)?;
+        let results = self.with(py, || sealed_groups(batches), |s, b| s.write_group(&b))?;
         group_to_py(py, results)
     }
 
@@ -251,7 +249,7 @@ impl SqliteStore {
         queries: &Bound<'py, PyList>,
     ) -> PyResult<Vec<Vec<Bound<'py, PyTuple>>>> {
         let stmts = to_stmts(queries)?;
-        let results = self.with(py, move |s| s.read(&sealed(stmts)))?;
+        let results = self.with(py, || sealed(stmts), |s, stmts| s.read(&stmts))?;
         results
             .into_iter()
             .map(|rows| rows.into_iter().map(|r| row_to_py(py, r)).collect())
@@ -260,7 +258,7 @@ impl SqliteStore {
 
     /// Runs a multi-statement script (schema set-up, maintenance).
     fn execute_script(&self, py: Python<'_>, sql: String) -> PyResult<()> {
-        self.with(py, move |s| s.execute_script(&sql))
+        self.with(py, || sql, |s, sql| s.execute_script(&sql))
     }
 
     /// Closes the connection; later calls raise `ConfigError`.

@@ -56,16 +56,20 @@ impl Body {
     }
 
     fn seal<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let blob = py.detach(|| self.0.seal());
-        PyBytes::new(py, &blob)
+        sealed_now(py, &self.0)
     }
 }
 
-/// `u` sealed now (GIL released), or handed out as a `Body` to seal later.
+/// `u` sealed with the GIL released.
+fn sealed_now<'py>(py: Python<'py>, u: &Unsealed) -> Bound<'py, PyBytes> {
+    let blob = py.detach(|| u.seal());
+    PyBytes::new(py, &blob)
+}
+
+/// `u` sealed now, or handed out as a `Body` to seal later.
 fn stored<'py>(py: Python<'py>, u: Unsealed, seal: bool) -> PyResult<Bound<'py, PyAny>> {
     if seal {
-        let blob = py.detach(|| u.seal());
-        Ok(PyBytes::new(py, &blob).into_any())
+        Ok(sealed_now(py, &u).into_any())
     } else {
         Ok(Bound::new(py, Body(Arc::new(u)))?.into_any())
     }
