@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-rust test-python bench lint install venv crash-build clean
+.PHONY: demo test test-rust test-python bench lint install venv wheel crash-build clean
 
 $(VENV)/.created:
 	bash scripts/system-deps.sh
@@ -25,6 +25,10 @@ test-rust:
 	bash scripts/system-deps.sh
 	cargo test -p fastcheckpoint-core
 
+# What a release publishes, in dist/: the sdist and the manylinux abi3 wheel.
+wheel: venv
+	bash scripts/wheel.sh $(VENV)
+
 # The reliability suite's crash-point build (cargo feature `crash-points`, a debug
 # build): installed into target/crash-points for the crash tests' child processes,
 # never as the package.
@@ -33,8 +37,11 @@ crash-build: venv
 	$(VENV)/bin/maturin build -q --profile dev --features crash-points --auditwheel skip -o target/crash-wheel
 	$(PY) -m pip install -q --no-deps --target target/crash-points target/crash-wheel/*.whl
 
-test-python: install crash-build
-	bash scripts/pytest.sh $(VENV)
+# The suite runs against the built wheel, installed on CPython 3.10-3.13
+# (scripts/test-installed.sh). `bash scripts/pytest.sh .venv` after `make install`
+# runs it against a source build instead.
+test-python: wheel crash-build
+	bash scripts/test-installed.sh
 
 test: test-rust test-python
 
@@ -48,4 +55,4 @@ lint: install
 	$(VENV)/bin/ruff format --check python tests benches
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) .venv-3.* target dist

@@ -31,3 +31,10 @@ def pg_uri(pg_server):
 
     with database(pg_server) as uri:
         yield uri
+
+
+def pytest_report_header() -> str:
+    import fastcheckpoint
+    import fastcheckpoint._native
+
+    return f"fastcheckpoint under test: {fastcheckpoint._native.__file__}"

@@ -13,7 +13,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqliteSaver
 from langgraph.types import Command
 
 from fastcheckpoint._native import sqlite_library
-from fastcheckpoint.errors import ConfigError, CorruptDataError
+from fastcheckpoint.errors import ConfigError, CorruptDataError, DatabaseLockedError
 from fastcheckpoint.sqlite import SqliteSaver
 from tests import graphs
 from tests.worker import check_hammered, expected_steps, hammer_all, loop_graph, spawn
@@ -73,6 +73,36 @@ def test_one_sqlite_library_in_the_process() -> None:
     lib = ctypes.CDLL(linked[0])
     assert ctypes.cast(lib.sqlite3_libversion, ctypes.c_void_p).value == address
     assert len(set(linked)) == 1
+
+
+def test_a_put_waits_while_pythons_sqlite3_holds_the_write_lock(tmp_path) -> None:
+    """With one SQLite library, a write transaction held through Python's
+    sqlite3 blocks our put; with two copies our put would commit under it."""
+    db = str(tmp_path / "held.db")
+    with SqliteSaver.from_conn_string(db, busy_timeout=0.3) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        app.invoke({"messages": [HumanMessage("before")]}, cfg("t"))
+        theirs = sqlite3.connect(db, isolation_level=None)
+        theirs.execute("BEGIN IMMEDIATE")
+        theirs.execute("CREATE TABLE held (x)")
+        before = saver.get_tuple(cfg("t"))
+        with pytest.raises(DatabaseLockedError):
+            app.invoke({"messages": [HumanMessage("during")]}, cfg("t"))
+        assert saver.get_tuple(cfg("t")).config == before.config
+        theirs.execute("ROLLBACK")
+        theirs.close()
+        out = app.invoke({"messages": [HumanMessage("after")]}, cfg("t"))
+        assert [m.content for m in out["messages"] if m.type == "human"][-1] == "after"
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_lock_probe_finds_one_library_here() -> None:
+    """The probe every saver runs before opening a file: it passes on this
+    interpreter, and its verdict is what a refusal would report."""
+    from fastcheckpoint.sqlite import _library
+
+    assert _library._probe() == ""
+    _library.check_one_sqlite(":memory:")
 
 
 def test_user_connection_and_saver_share_the_file(tmp_path) -> None:

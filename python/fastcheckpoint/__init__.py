@@ -16,6 +16,7 @@ from fastcheckpoint.errors import (
     DiskFullError,
     SerializationError,
     StorageError,
+    TwoSqliteLibrariesError,
     UnknownSerializationTypeError,
 )
 from fastcheckpoint.memory import InMemorySaver, MemorySaver
@@ -40,5 +41,6 @@ __all__ = [
     "SerializationError",
     "SqliteSaver",
     "StorageError",
+    "TwoSqliteLibrariesError",
     "UnknownSerializationTypeError",
 ]

@@ -60,6 +60,12 @@ class MissingRowError(StorageError):
     """A row a write depends on vanished (removed concurrently); the write was rolled back."""
 
 
+class TwoSqliteLibrariesError(CheckpointError, RuntimeError):
+    """Python's sqlite3 module and fastcheckpoint use two different copies of
+    the SQLite library, which do not see each other's file locks; SQLite
+    savers refuse to open files in such a process (see the README's Install)."""
+
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -72,5 +78,6 @@ __all__ = [
     "MissingRowError",
     "SerializationError",
     "StorageError",
+    "TwoSqliteLibrariesError",
     "UnknownSerializationTypeError",
 ]

@@ -29,6 +29,7 @@ from fastcheckpoint._saver import GroupCommit, StoreSaver, on_loop
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.sqlite import _schema as sql
 from fastcheckpoint.sqlite._legacy import migrate_upstream
+from fastcheckpoint.sqlite._library import check_one_sqlite
 
 
 class SqliteSaverBase(StoreSaver):
@@ -65,6 +66,7 @@ class SqliteSaverBase(StoreSaver):
         with self._setup_lock:
             if self.is_setup:
                 return
+            check_one_sqlite(path)
             store = SqliteStore(path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
             try:
                 migrate_schema(store)
