@@ -49,8 +49,10 @@ if sys.version_info >= (3, 11):
 
     class Mode(enum.StrEnum):
         FAST = "fast"
-else:  # pragma: no cover
-    Mode = Color
+else:  # StrEnum is 3.11+; a str-mixin Enum is what it was before
+
+    class Mode(str, enum.Enum):  # type: ignore[no-redef]
+        FAST = "fast"
 
 
 class Point(typing.NamedTuple):

@@ -15,7 +15,7 @@
 //! encoder has classified; model attributes are pydantic's own slots), and
 //! every container is held by a strong reference while its items are read.
 //!
-//! On CPython 3.11 a dict is traced by its PEP 509 version tag, "globally
+//! On CPython 3.11-3.13 a dict is traced by its PEP 509 version tag, "globally
 //! unique, changed each time the dictionary is modified": an equal tag means
 //! the same keys holding the same objects, so only the containers among them
 //! are walked again (a message's ten fields cost one comparison, not ten).
@@ -235,23 +235,27 @@ fn atom(obj: Borrowed<'_, '_, PyAny>) -> bool {
         || obj.is_exact_instance_of::<PyBytes>()
 }
 
-/// The head of CPython 3.11's `PyDictObject` (Include/cpython/dictobject.h).
+/// The head of `PyDictObject` in CPython 3.11-3.13 (Include/cpython/dictobject.h;
+/// the same in the three, for the GIL builds an abi3 wheel loads into).
 #[repr(C)]
 struct DictHead {
     ob_refcnt: ffi::Py_ssize_t,
     ob_type: *mut ffi::PyTypeObject,
     ma_used: ffi::Py_ssize_t,
     ma_version_tag: u64,
+    ma_keys: *mut std::ffi::c_void,
+    ma_values: *mut std::ffi::c_void,
 }
 
-/// Whether dict version tags can be read here: CPython 3.11 (3.12 deprecates
-/// the tag and 3.14 drops it; other versions walk every item), 64-bit (a tag
-/// fits a token), and a dict read through `DictHead` behaves as the header says.
+/// Whether dict version tags can be read here: CPython 3.11 to 3.13 (3.12
+/// deprecates the tag but still bumps it on every change; 3.14 drops it; other
+/// versions walk every item), 64-bit (a tag fits a token), and a dict read
+/// through `DictHead` behaves as the header says.
 static TAGS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 fn tags_usable(py: Python<'_>) -> bool {
     if cfg!(not(target_pointer_width = "64"))
-        || !(py.version_info() >= (3, 11) && py.version_info() < (3, 12))
+        || !(py.version_info() >= (3, 11) && py.version_info() < (3, 14))
     {
         return false;
     }
@@ -259,8 +263,9 @@ fn tags_usable(py: Python<'_>) -> bool {
     // SAFETY: a live exact dict; on 3.11 its head is laid out as DictHead.
     let head = || unsafe { &*(d.as_ptr() as *const DictHead) };
     let mut seen = vec![head().ma_version_tag];
-    let mut same_layout =
-        head().ob_type == std::ptr::addr_of_mut!(ffi::PyDict_Type) && head().ma_used == 0;
+    let mut same_layout = head().ob_type == std::ptr::addr_of_mut!(ffi::PyDict_Type)
+        && head().ma_used == 0
+        && head().ma_values.is_null();
     for step in 0..3 {
         let done = match step {
             0 => d.set_item("k", 1),
@@ -281,10 +286,19 @@ pub fn traces_read_dict_tags(py: Python<'_>) -> bool {
     *TAGS.get_or_init(|| tags_usable(py))
 }
 
-/// A dict's version tag, when usable (see `TAGS`).
+/// A dict's version tag, when usable (see `TAGS`). Only for a combined table:
+/// a split table's values can belong to an object (its instance attributes,
+/// a materialized `vars(obj)`), which CPython 3.13 writes in place without
+/// touching the tag, so such a dict is walked item by item.
 fn dict_tag(py: Python<'_>, p: *mut ffi::PyObject) -> Option<usize> {
+    if !traces_read_dict_tags(py) {
+        return None;
+    }
     // SAFETY: `p` is a live exact dict, laid out as DictHead (checked once).
-    traces_read_dict_tags(py).then(|| unsafe { (*(p as *const DictHead)).ma_version_tag } as usize)
+    let head = unsafe { &*(p as *const DictHead) };
+    head.ma_values
+        .is_null()
+        .then_some(head.ma_version_tag as usize)
 }
 
 enum Sink<'t> {
