@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # System packages: the SQLite development files (rusqlite links the system
 # libsqlite3, the same copy Python's sqlite3 module loads) and the PostgreSQL
-# server the tests and benchmarks start (tests/pgserver.py), and strace, which
-# the reliability suite uses to inject I/O errors.
+# server and the PgBouncer the tests and benchmarks start (tests/pgserver.py),
+# and strace, which the reliability suite uses to inject I/O errors.
 set -euo pipefail
 missing=()
 if ! { [ -f /usr/include/sqlite3.h ] && compgen -G "/usr/lib/*/libsqlite3.so" >/dev/null; }; then
@@ -11,6 +11,7 @@ fi
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
   missing+=(postgresql)
 fi
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
 command -v strace >/dev/null || missing+=(strace)
 [ "${#missing[@]}" -eq 0 ] && exit 0
 echo "installing ${missing[*]}" >&2

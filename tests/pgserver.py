@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -81,6 +82,66 @@ def cluster(*, durable: bool = False) -> Iterator[str]:
 
 
 @contextmanager
+def pgbouncer(server_uri: str, *, pool_size: int = 4) -> Iterator[str]:
+    """A PgBouncer in transaction pooling mode in front of ``server_uri``, on a
+    free loopback port, stopped (by its PID) and deleted afterwards: yields the
+    URI that reaches the same database through it. ``pool_size`` server
+    connections per database are shared by every client, as in production."""
+    exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(exe):
+        raise RuntimeError("pgbouncer not found: run scripts/system-deps.sh (installs pgbouncer)")
+    target = server_uri.split("@", 1)[1]  # host:port/dbname
+    host_port, dbname = target.split("/", 1)
+    host, port = host_port.rsplit(":", 1)
+    tmp = tempfile.mkdtemp(prefix="fc-pgbouncer-")
+    as_user: dict = {}
+    if os.geteuid() == 0:  # pgbouncer refuses to run as root
+        pw = pwd.getpwnam("postgres")
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        as_user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+    listen = _free_port()
+    ini = os.path.join(tmp, "pgbouncer.ini")
+    with open(ini, "w") as f:
+        f.write(
+            "[databases]\n"
+            f"* = host={host} port={port} user=postgres\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {listen}\nunix_socket_dir = {tmp}\n"
+            "auth_type = any\npool_mode = transaction\nadmin_users = postgres\n"
+            "log_connections = 0\nlog_disconnections = 0\n"
+            f"default_pool_size = {pool_size}\nmax_client_conn = 500\n"
+            "ignore_startup_parameters = extra_float_digits,options\n"
+            f"logfile = {tmp}/pgbouncer.log\npidfile = {tmp}/pgbouncer.pid\n"
+        )
+    os.chmod(ini, 0o644)
+    # Started directly (not through runuser), so the PID we stop is pgbouncer's.
+    # Its log goes to the file only: an unread pipe would fill and stall it.
+    proc = subprocess.Popen([exe, "-q", ini], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_user)
+    log = os.path.join(tmp, "pgbouncer.log")
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", listen), timeout=0.1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    with open(log) as f:
+                        raise RuntimeError(f"pgbouncer did not start: {f.read()}") from None
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("pgbouncer did not listen within 10 s")
+        yield f"postgresql://postgres@127.0.0.1:{listen}/{dbname}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
 def database(server_uri: str) -> Iterator[str]:
     """A new, empty database on the server (dropped afterwards): its URI."""
     import uuid
@@ -98,8 +159,6 @@ def database(server_uri: str) -> Iterator[str]:
 
 
 if __name__ == "__main__":
-    import time
-
     with cluster() as uri:
         print(uri, flush=True)
         try:

@@ -56,6 +56,13 @@ class ConnectionLostError(StorageError, ConnectionError):
     timeout); the call was not completed. Pools reconnect by themselves."""
 
 
+class PreparedStatementError(StorageError):
+    """The server does not know a prepared statement the connection relies on,
+    or already has one by that name: the mark of a transaction-mode pooler
+    (PgBouncer, a cloud SQL pooler) handing the session to another server
+    connection. Connect with ``prepare_threshold=None`` (our default)."""
+
+
 class MissingRowError(StorageError):
     """A row a write depends on vanished (removed concurrently); the write was rolled back."""
 
@@ -76,6 +83,7 @@ __all__ = [
     "DisallowedTypeError",
     "DiskFullError",
     "MissingRowError",
+    "PreparedStatementError",
     "SerializationError",
     "StorageError",
     "TwoSqliteLibrariesError",

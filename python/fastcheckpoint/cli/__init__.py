@@ -233,9 +233,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     if os.path.abspath(args.src) == os.path.abspath(args.dst) or args.src == args.dst:
         raise CliError("SRC and DST are the same database")
-    src = Database(args.src)
+    src = Database(args.src, prepare_threshold=args.prepare_threshold)
     try:
-        dst = Database(args.dst, create=True)
+        dst = Database(args.dst, create=True, prepare_threshold=args.prepare_threshold)
         try:
             source, what = src.source()
             setup = what == "fastcheckpoint"
@@ -387,6 +387,13 @@ def parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help, description=help, **kw)
         if name != "migrate":
             c.add_argument("db", metavar="DB", help="SQLite file or postgresql:// URI")
+        c.add_argument(
+            "--prepare-threshold",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Postgres: psycopg's prepare_threshold (default: none prepared, as poolers need)",
+        )
         return c
 
     def thread_args(c: argparse.ArgumentParser) -> None:
@@ -465,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return cmd_migrate(args)
-        db = Database(args.db)
+        db = Database(args.db, prepare_threshold=args.prepare_threshold)
         try:
             return _COMMANDS[args.command](db, args)
         finally:

@@ -33,12 +33,12 @@ class Database:
     """One database: our saver on it (set up without taking upstream tables
     over), what it holds (``kind``), and how to run operations on it."""
 
-    def __init__(self, target: str, *, create: bool = False) -> None:
+    def __init__(self, target: str, *, create: bool = False, prepare_threshold: int | None = None) -> None:
         self.target = target
         self.pg = is_postgres(target)
         self.saver: StoreSaver
         if self.pg:
-            self._open_postgres(target)
+            self._open_postgres(target, prepare_threshold)
         else:
             self._open_sqlite(target, create)
         self.saver._take_over = False
@@ -71,16 +71,16 @@ class Database:
             self.conn = sqlite3.connect(path, check_same_thread=False)
         self.saver = SqliteSaver(self.conn)
 
-    def _open_postgres(self, uri: str) -> None:
+    def _open_postgres(self, uri: str, prepare_threshold: int | None) -> None:
         try:
             import psycopg
-            from psycopg.rows import dict_row
 
             from fastcheckpoint.postgres import PostgresSaver
+            from fastcheckpoint.postgres._store import connection_kwargs
         except ImportError as e:  # pragma: no cover - depends on the install
             raise CliError("Postgres needs psycopg: pip install 'fastcheckpoint[postgres]'") from e
         try:
-            self.conn = psycopg.Connection.connect(uri, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+            self.conn = psycopg.Connection.connect(uri, **connection_kwargs(prepare_threshold))
         except psycopg.Error as e:
             raise CliError(f"cannot connect to {_redact(uri)}: {str(e).strip()}") from e
         self.saver = PostgresSaver(self.conn)

@@ -24,14 +24,13 @@ from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 from psycopg import Connection, Pipeline
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from fastcheckpoint._saver import Op, Read, StoreSaver, Write
 from fastcheckpoint.errors import ConfigError
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres._legacy import migrate_upstream_op
-from fastcheckpoint.postgres._store import PgStore
+from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, PgStore, connection_kwargs
 
 
 def setup_op(saver: StoreSaver) -> Op[None]:
@@ -84,10 +83,41 @@ class PostgresSaver(StoreSaver):
     @classmethod
     @contextmanager
     def from_conn_string(
-        cls, conn_string: str, *, pipeline: bool = False, ttl: Mapping[str, Any] | None = None
+        cls,
+        conn_string: str,
+        *,
+        pipeline: bool = False,
+        ttl: Mapping[str, Any] | None = None,
+        prepare_threshold: int | None = PREPARE_THRESHOLD,
+        pool_config: Mapping[str, Any] | None = None,
     ) -> Iterator[PostgresSaver]:
-        """A saver on a new connection to ``conn_string``, closed on exit."""
-        with Connection.connect(conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
+        """A saver on a new connection (or pool) to ``conn_string``, closed on exit.
+
+        Args:
+            conn_string: A libpq URI or key/value string.
+            pipeline: Run on one connection in pipeline mode (not with ``pool_config``).
+            ttl: Time-to-live settings (see the README's Configuration).
+            prepare_threshold: psycopg's; ``None`` (the default) prepares no
+                statements, which transaction-mode poolers need. ``0`` is
+                upstream's fixed value, for a direct connection.
+            pool_config: Open a ``psycopg_pool.ConnectionPool`` with these
+                settings (``min_size``, ``max_size``, ``max_idle``,
+                ``max_lifetime``, ``timeout``, ...; ``kwargs`` adds connection
+                arguments) instead of one connection: threads then never wait
+                on each other.
+
+        Returns:
+            A context manager yielding the saver.
+        """
+        kwargs = connection_kwargs(prepare_threshold, pool_config)
+        if pool_config is not None:
+            if pipeline:
+                raise ValueError("Pipeline should be used only with a single Connection, not ConnectionPool.")
+            settings = {k: v for k, v in pool_config.items() if k != "kwargs"}
+            with ConnectionPool(conn_string, kwargs=kwargs, open=True, **settings) as pool:
+                yield cls(pool, ttl=ttl)
+            return
+        with Connection.connect(conn_string, **kwargs) as conn:
             if pipeline:
                 with conn.pipeline() as pipe:
                     yield cls(conn, pipe, ttl=ttl)

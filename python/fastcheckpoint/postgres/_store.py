@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from functools import lru_cache
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from fastcheckpoint.errors import (
@@ -41,7 +41,32 @@ from fastcheckpoint.errors import (
     DatabaseLockedError,
     DiskFullError,
     MissingRowError,
+    PreparedStatementError,
     StorageError,
+)
+
+# Connections we open use no server-side prepared statements: a
+# transaction-mode pooler (PgBouncer, cloud SQL poolers) runs each transaction
+# on whichever server connection is free, where a statement prepared on
+# another does not exist or one of the same name already does. Each put is a
+# handful of statements in one round trip, so preparing saves little.
+# ``prepare_threshold=0`` (upstream's fixed value) is the choice for a direct
+# connection.
+PREPARE_THRESHOLD: int | None = None
+
+
+def connection_kwargs(prepare_threshold: int | None, pool_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The arguments of the connections a saver opens itself: autocommit and
+    dict rows (as upstream's), ``prepare_threshold``, then a pool config's own
+    ``kwargs``."""
+    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": prepare_threshold, "row_factory": dict_row}
+    kwargs.update((pool_config or {}).get("kwargs") or {})
+    return kwargs
+
+
+_POOLER_HINT = (
+    " (a transaction-mode pooler such as PgBouncer moves sessions between server connections: "
+    "connect with prepare_threshold=None, fastcheckpoint's default)"
 )
 
 _PLACEHOLDER = re.compile(r"\?(\d*)")
@@ -110,6 +135,12 @@ def storage_error(e: psycopg.Error) -> Exception:
         return DiskFullError(f"PostgreSQL is out of disk space: {e}")
     if isinstance(e, (pg_errors.LockNotAvailable, pg_errors.QueryCanceled)):
         return DatabaseLockedError(f"PostgreSQL statement timed out waiting: {e}")
+    # A parameter count that does not match the statement (ProtocolViolation)
+    # is what a pooler's mixed-up prepared statements look like too.
+    if isinstance(e, (pg_errors.InvalidSqlStatementName, pg_errors.DuplicatePreparedStatement)) or (
+        isinstance(e, pg_errors.ProtocolViolation) and "prepared statement" in str(e)
+    ):
+        return PreparedStatementError(f"PostgreSQL prepared statement error: {e}{_POOLER_HINT}")
     if isinstance(e, psycopg.OperationalError):
         return ConnectionLostError(f"connection to PostgreSQL failed: {e}")
     return StorageError(f"PostgreSQL error: {e}")

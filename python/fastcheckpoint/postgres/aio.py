@@ -23,13 +23,12 @@ from langgraph.checkpoint.base import (
     SerializerProtocol,
 )
 from psycopg import AsyncConnection, AsyncPipeline
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from fastcheckpoint._saver import GroupCommit, StoreSaver, aiter_op, arun_op, on_loop
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres import setup_op
-from fastcheckpoint.postgres._store import AsyncPgStore
+from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, AsyncPgStore, connection_kwargs
 
 
 class _FromThread:
@@ -80,11 +79,36 @@ class AsyncPostgresSaver(StoreSaver):
         pipeline: bool = False,
         serde: SerializerProtocol | None = None,
         ttl: Mapping[str, Any] | None = None,
+        prepare_threshold: int | None = PREPARE_THRESHOLD,
+        pool_config: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[AsyncPostgresSaver]:
-        """A saver on a new connection to ``conn_string``, closed on exit."""
-        async with await AsyncConnection.connect(
-            conn_string, autocommit=True, prepare_threshold=0, row_factory=dict_row
-        ) as conn:
+        """A saver on a new connection (or pool) to ``conn_string``, closed on exit.
+
+        Args:
+            conn_string: A libpq URI or key/value string.
+            pipeline: Run on one connection in pipeline mode (not with ``pool_config``).
+            serde: The serializer (default: ``RustSerializer``).
+            ttl: Time-to-live settings (see the README's Configuration).
+            prepare_threshold: psycopg's; ``None`` (the default) prepares no
+                statements, which transaction-mode poolers need. ``0`` is
+                upstream's fixed value, for a direct connection.
+            pool_config: Open a ``psycopg_pool.AsyncConnectionPool`` with these
+                settings (``min_size``, ``max_size``, ``max_idle``,
+                ``max_lifetime``, ``timeout``, ...; ``kwargs`` adds connection
+                arguments) instead of one connection (upstream #7304).
+
+        Returns:
+            An async context manager yielding the saver.
+        """
+        kwargs = connection_kwargs(prepare_threshold, pool_config)
+        if pool_config is not None:
+            if pipeline:
+                raise ValueError("Pipeline should be used only with a single AsyncConnection, not AsyncConnectionPool.")
+            settings = {k: v for k, v in pool_config.items() if k != "kwargs"}
+            async with AsyncConnectionPool(conn_string, kwargs=kwargs, open=False, **settings) as pool:
+                yield cls(conn=pool, serde=serde, ttl=ttl)
+            return
+        async with await AsyncConnection.connect(conn_string, **kwargs) as conn:
             if pipeline:
                 async with conn.pipeline() as pipe:
                     yield cls(conn=conn, pipe=pipe, serde=serde, ttl=ttl)
