@@ -1,0 +1,94 @@
+"""The per-interpreter figures of test_bench_versions.py, measured in the
+interpreter that runs this module (one venv per CPython, the wheel installed):
+codec, InMemorySaver put and SqliteSaver put / get_tuple at 800 messages of
+natural-like text, ours and upstream side by side. Prints one JSON object.
+
+Run: python -m benches.versions  (from the repository root)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
+
+from benches._timing import settle, timeit
+from fastcheckpoint.memory import InMemorySaver
+from fastcheckpoint.serde import RustSerializer
+from fastcheckpoint.sqlite import SqliteSaver
+from tests.text import turn_messages
+
+HISTORY = 800  # messages before the measured puts
+SAMPLES = 40  # measured puts, one new message each
+
+
+def thread_puts(saver, messages: list) -> list[float]:
+    """Puts one checkpoint per message (each holding the history so far, as
+    add_messages makes it); returns the seconds of the last SAMPLES puts."""
+    parent = version = None
+    times = []
+    settle()
+    for n in range(1, len(messages) + 1):
+        cp = empty_checkpoint()
+        version = saver.get_next_version(version, None)
+        cp["channel_values"] = {"messages": messages[:n]}
+        cp["channel_versions"] = {"messages": version}
+        cfg = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": parent}}
+        start = time.perf_counter()
+        saver.put(cfg, cp, {"source": "loop", "step": n}, {"messages": version})
+        times.append(time.perf_counter() - start)
+        parent = cp["id"]
+    return times[-SAMPLES:]
+
+
+def median_p95(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.95)]
+
+
+def measure() -> dict[str, object]:
+    messages = [m for t in range((HISTORY + SAMPLES) // 4 + 1) for m in turn_messages(t)][: HISTORY + SAMPLES]
+    history = messages[:HISTORY]
+    rows: dict[str, tuple[float, float]] = {}
+    up_serde, our_serde = JsonPlusSerializer(), RustSerializer()
+    up_bytes, our_bytes = up_serde.dumps_typed(history), our_serde.dumps_typed(history)
+    rows["codec dumps, 800 msgs"] = (
+        timeit(lambda: up_serde.dumps_typed(history))["median"],
+        timeit(lambda: our_serde.dumps_typed(history))["median"],
+    )
+    rows["codec loads, 800 msgs"] = (
+        timeit(lambda: up_serde.loads_typed(up_bytes))["median"],
+        timeit(lambda: our_serde.loads_typed(our_bytes))["median"],
+    )
+    up_mem, our_mem = (
+        median_p95(thread_puts(UpstreamMemory(), messages)),
+        median_p95(thread_puts(InMemorySaver(), messages)),
+    )
+    rows["InMemorySaver put @800, median"] = (up_mem[0], our_mem[0])
+    rows["InMemorySaver put @800, p95"] = (up_mem[1], our_mem[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        got = {}
+        for name, cls in (("upstream", UpstreamSqlite), ("ours", SqliteSaver)):
+            with cls.from_conn_string(str(Path(tmp) / f"{name}.db")) as saver:
+                times = thread_puts(saver, messages)
+                cfg = {"configurable": {"thread_id": "t"}}
+                get = timeit(lambda s=saver, c=cfg: s.get_tuple(c), repeat=20)["median"]
+                latest = saver.get_tuple(cfg).checkpoint["channel_values"]["messages"]
+            got[name] = (median_p95(times), get, latest)
+        assert got["ours"][2] == got["upstream"][2] == messages
+    rows["SqliteSaver put @800, median"] = (got["upstream"][0][0], got["ours"][0][0])
+    rows["SqliteSaver put @800, p95"] = (got["upstream"][0][1], got["ours"][0][1])
+    rows["SqliteSaver get_tuple @800"] = (got["upstream"][1], got["ours"][1])
+    return {"python": platform.python_version(), "rows": rows}
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure()))
