@@ -142,6 +142,8 @@ async def test_async_savers_sweep_too(backend, tmp_path, request):
         {"default_ttl": 10, "strategy": "archive"},
         {"default_ttl": 10, "sweep_interval_minutes": 0},
         {"default_ttl": 10, "ttl_minutes": 3},
+        {"default_ttl": 10, "sweep_limit": 0},
+        {"default_ttl": 10, "sweep_limit": 2.5},
         {"strategy": "delete"},
         10,
     ],
@@ -150,6 +152,22 @@ def test_bad_ttl_settings_are_config_errors(ttl, tmp_path):
     with pytest.raises(ConfigError):
         with SqliteSaver.from_conn_string(str(tmp_path / "x.db"), ttl=ttl):
             pass
+
+
+def test_every_key_the_agent_server_sends_is_accepted(tmp_path):
+    ttl = {"strategy": "delete_all", "default_ttl": 10, "sweep_interval_minutes": 1, "sweep_limit": 1}
+    with open_saver("sqlite", tmp_path, None, ttl) as (saver, clock):
+        assert (saver.ttl.strategy, saver.ttl.sweep_limit) == ("delete", 1)
+        chat = chat_graph().compile(checkpointer=saver)
+        for thread in ("a", "b", "c"):
+            say(chat, thread, "hi")
+        clock.at(30)
+        assert [saver.sweep(), saver.sweep(), saver.sweep(), saver.sweep()] == [1, 1, 1, 0]  # one thread a sweep
+        saver.prune(["a"], strategy="delete_all")  # the server's gRPC name for "delete"
+    with SqliteSaver.from_conn_string(str(tmp_path / "y.db"), ttl={"ttl": 5, "strategy": "keep_latest"}) as saver:
+        assert saver.ttl.ttl == 5 * MINUTE
+    with SqliteSaver.from_conn_string(str(tmp_path / "z.db"), ttl={"default_ttl": None, "strategy": "delete"}) as saver:
+        assert saver.ttl is None  # no default TTL, as on the server
 
 
 def test_ttl_is_off_by_default(tmp_path):

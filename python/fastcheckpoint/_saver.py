@@ -22,7 +22,6 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
@@ -43,6 +42,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from fastcheckpoint._native import DeltaWriter
+from fastcheckpoint._retention import Retention, prune_strategy
 from fastcheckpoint._storage import (
     Stored,
     checkpoint_ns_of,
@@ -53,7 +53,7 @@ from fastcheckpoint._storage import (
     needed_ancestors,
     thread_id_of,
 )
-from fastcheckpoint.errors import CheckpointError, ConfigError, MissingRowError
+from fastcheckpoint.errors import CheckpointError, MissingRowError
 from fastcheckpoint.serde import RustSerializer
 
 # Checkpoints fetched per round trip when listing.
@@ -229,42 +229,6 @@ def metadata_json(sql: ModuleType, config: RunnableConfig, metadata: CheckpointM
     # As upstream: JSON, unencodable code points dropped.
     text = json.dumps(sql.checkpoint_metadata(config, metadata), ensure_ascii=False)
     return text.encode("utf-8", "ignore").decode("utf-8")
-
-
-@dataclass(frozen=True)
-class Retention:
-    """A saver's TTL: a thread not written for ``ttl`` seconds expires; its
-    checkpoints are then deleted (``strategy="delete"``) or all but the latest
-    per namespace (``"keep_latest"``). Sweeps run after a put once
-    ``sweep_interval`` seconds have passed since the last one."""
-
-    ttl: float
-    strategy: str = "delete"
-    sweep_interval: float = 300.0
-
-    @classmethod
-    def of(cls, ttl: Mapping[str, Any] | Retention | None) -> Retention | None:
-        """Parses a saver's ``ttl=`` argument: ``{"default_ttl": minutes,
-        "strategy": "delete" | "keep_latest", "sweep_interval_minutes": minutes}``
-        (the keys of LangGraph's checkpointer TTL configuration), or None (off)."""
-        if ttl is None or isinstance(ttl, Retention):
-            return ttl
-        if not isinstance(ttl, Mapping):
-            raise ConfigError(f"ttl must be a dict like {{'default_ttl': 60}} or None, not {ttl!r}")
-        unknown = set(ttl) - {"default_ttl", "strategy", "sweep_interval_minutes"}
-        if unknown:
-            raise ConfigError(
-                f"unknown ttl settings {sorted(unknown)}: use default_ttl, strategy, sweep_interval_minutes"
-            )
-        minutes = ttl.get("default_ttl")
-        interval = ttl.get("sweep_interval_minutes", 5)
-        strategy = ttl.get("strategy", "delete")
-        for name, value in (("default_ttl", minutes), ("sweep_interval_minutes", interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"ttl[{name!r}] must be a positive number of minutes, not {value!r}")
-        if strategy not in ("delete", "keep_latest"):
-            raise ConfigError(f"ttl['strategy'] must be 'delete' or 'keep_latest', not {strategy!r}")
-        return cls(ttl=float(minutes) * 60, strategy=strategy, sweep_interval=float(interval) * 60)
 
 
 def _config(thread_id: str, ns: str, checkpoint_id: str) -> RunnableConfig:
@@ -743,8 +707,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
     def _prune_op(self, thread_ids: Sequence[str], strategy: str) -> Op[None]:
         if isinstance(thread_ids, str):
             raise TypeError("thread_ids must be a sequence of thread IDs, not a str")
-        if strategy not in ("keep_latest", "delete"):
-            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        strategy = prune_strategy(strategy)
         for thread_id in thread_ids:
             if strategy == "delete":
                 yield from self._delete_thread_op(str(thread_id))
@@ -794,7 +757,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
         idle_since = self.clock() - self.ttl.ttl
         keep = 1 if self.ttl.strategy == "keep_latest" else 0
         swept = 0
-        for thread_id in (yield from self._expired_op(idle_since, keep)):
+        expired = yield from self._expired_op(idle_since, keep)
+        for thread_id in expired[: self.ttl.sweep_limit]:
             if (yield from self._retain_op(thread_id, keep, idle_since)):
                 swept += 1
         return swept

@@ -33,6 +33,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver as _UpstreamInMemorySaver
 
 from fastcheckpoint._native import ENVELOPE_TYPE, DeltaWriter, delta_base
+from fastcheckpoint._retention import prune_strategy
 from fastcheckpoint._storage import (
     blob_closure,
     checkpoint_ns_of,
@@ -312,8 +313,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """``keep_latest``: only the newest checkpoint per namespace stays visible;
         ``delete``: the threads are deleted."""
-        if strategy not in ("keep_latest", "delete"):
-            raise ValueError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+        strategy = prune_strategy(strategy)
         for thread_id in thread_ids:
             if strategy == "delete":
                 self.delete_thread(thread_id)
