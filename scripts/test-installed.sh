@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 subset=(tests/test_codec_compat.py tests/test_codec_security.py tests/test_writer_traces.py tests/test_sqlite.py
         tests/test_conformance.py tests/test_postgres.py tests/test_postgres_conformance.py
-        tests/test_graph_features.py tests/test_async_savers.py)
+        tests/test_pgbouncer.py tests/test_graph_features.py tests/test_async_savers.py)
 for version in ${FC_PYTHONS:-3.11 3.10 3.12 3.13}; do
   bash scripts/install-wheel.sh "$version"
   if [ "$version" = 3.11 ]; then
