@@ -192,8 +192,10 @@ def a_saver_per_turn_stores_deltas(open_saver, blobs) -> None:
     whole = [[v for v, base in blobs(t) if base is None] for t in ("one", "per")]
     assert len(blobs("per")) == len(blobs("one")) == 2 * turns
     # Lists under 4 messages are stored whole; the first list after them may be
-    # a keyframe (one saver) or a delta on a short list a new saver read (per turn).
-    assert len(whole[1]) <= len(whole[0]) <= 4, whole
+    # a keyframe (one saver) or a delta on a short list a new saver read (per
+    # turn); later keyframes fall where the deltas outweigh the last one (about
+    # every doubling: at ~8 and ~16 messages of these 24).
+    assert len(whole[1]) <= len(whole[0]) <= 6, whole
     with open_saver() as saver:
         app = chat_graph().compile(checkpointer=saver)
         cfg = {"configurable": {"thread_id": "per"}}

@@ -233,7 +233,7 @@ def test_the_store_seals_bodies_byte_for_byte_as_the_caller_would(tmp_path) -> N
 
     store = SqliteStore(str(tmp_path / "b.db"))
     store.execute_script("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
-    now, later = DeltaWriter(), DeltaWriter()
+    now, later = DeltaWriter(ratio=4), DeltaWriter(ratio=4)  # deltas until the last turn
     msgs = [HumanMessage(content=f"message {i} " * (1 + i % 7), id=str(i)) for i in range(12)]
     expected: list[bytes] = []
     bodies: list[Body] = []

@@ -23,7 +23,9 @@ class Codec:
     def loads_chain(self, chain: list[bytes]) -> Any: ...
 
 class DeltaWriter:
-    def __init__(self, *, max_depth: int = 64, min_len: int = 4, remember: int = 1024) -> None: ...
+    def __init__(
+        self, *, ratio: float = 0.25, max_depth: int | None = None, min_len: int = 4, remember: int = 1024
+    ) -> None: ...
     def encode_blobs(
         self,
         thread_id: str,

@@ -19,12 +19,51 @@ pub struct ListState {
     pub hashes: Vec<u128>,
     /// Number of deltas since the last keyframe (0 right after a keyframe).
     pub depth: u32,
+    /// Encoded bytes of the elements of the keyframe the chain rests on.
+    pub key_bytes: usize,
+    /// Encoded bytes of the elements stored by the deltas since that keyframe.
+    pub delta_bytes: usize,
+}
+
+impl ListState {
+    /// The state once `hashes` (elements delimited by `bounds`) are stored as
+    /// version `version`: a keyframe (`keep` None) or a delta on `prev`.
+    pub fn after(
+        prev: Option<&ListState>,
+        version: String,
+        hashes: Vec<u128>,
+        bounds: &[usize],
+        keep: Option<usize>,
+    ) -> ListState {
+        let total = bounds.last().copied().unwrap_or(0);
+        let (depth, key_bytes, delta_bytes) = match (keep, prev) {
+            (Some(k), Some(p)) => (p.depth + 1, p.key_bytes, p.delta_bytes + total - bounds[k]),
+            _ => (0, total, 0),
+        };
+        ListState {
+            version,
+            hashes,
+            depth,
+            key_bytes,
+            delta_bytes,
+        }
+    }
 }
 
 /// When to stop chaining deltas and write a keyframe.
+///
+/// A new keyframe is written once the deltas since the last one would
+/// outweigh `ratio` times it. Keyframes then fall at geometric intervals of
+/// the list's size, so a thread's stored bytes stay linear in its history (a
+/// keyframe every N deltas is quadratic: each holds the whole list), and a
+/// read of any version touches at most `1 + ratio` times its keyframe. A list
+/// that shrank below half its keyframe starts afresh, so that bound holds
+/// against the version's own size too.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
-    /// Longest delta chain behind a keyframe (bounds reads to this many blobs).
+    /// Deltas since the keyframe may weigh up to this fraction of it.
+    pub ratio: f64,
+    /// Longest delta chain behind a keyframe (unbounded by default).
     pub max_depth: u32,
     /// Lists shorter than this are always stored whole.
     pub min_len: usize,
@@ -32,8 +71,12 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
+        // Reads pay per stored delta as well as per byte: at 1.0 a read of an
+        // 8,000-message thread walked ~8,000 rows (129 ms against 57 ms at 0.25),
+        // for 2.55x the raw text stored against 3.72x.
         Policy {
-            max_depth: 64,
+            ratio: 0.25,
+            max_depth: u32::MAX,
             min_len: 4,
         }
     }
@@ -49,16 +92,28 @@ pub fn common_prefix(old: &[u128], new: &[u128]) -> usize {
     old.iter().zip(new).take_while(|(a, b)| a == b).count()
 }
 
-/// Decides how to store `new_hashes`: `Some(keep)` for a delta against `prev`,
-/// `None` for a keyframe.
-pub fn plan(prev: Option<&ListState>, new_hashes: &[u128], policy: Policy) -> Option<usize> {
+/// Decides how to store the list whose element hashes are `new_hashes` and
+/// whose encoded elements end at `bounds`: `Some(keep)` for a delta against
+/// `prev`, `None` for a keyframe.
+pub fn plan(
+    prev: Option<&ListState>,
+    new_hashes: &[u128],
+    bounds: &[usize],
+    policy: Policy,
+) -> Option<usize> {
     let prev = prev?;
     if new_hashes.len() < policy.min_len || prev.depth >= policy.max_depth {
         return None;
     }
     let keep = common_prefix(&prev.hashes, new_hashes);
     // A delta that keeps less than half of the list saves little: start afresh.
-    (keep > 0 && keep * 2 >= new_hashes.len()).then_some(keep)
+    if keep == 0 || keep * 2 < new_hashes.len() {
+        return None;
+    }
+    let total = bounds[new_hashes.len()];
+    let delta = total - bounds[keep];
+    let heavy = (prev.delta_bytes + delta) as f64 > policy.ratio * prev.key_bytes as f64;
+    (!heavy && total * 2 >= prev.key_bytes).then_some(keep)
 }
 
 /// Seals a list value given its encoded elements (concatenated, with their
@@ -107,13 +162,20 @@ pub fn assemble(chain: &[&[u8]]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The element hashes of the list a chain (as `assemble`'s) stores: what a
-/// writer that did not write it needs to store the next version as a delta.
-pub fn chain_hashes(chain: &[&[u8]]) -> Result<Vec<u128>> {
-    Ok(elements(&open_chain(chain)?)?
-        .into_iter()
-        .map(hash)
-        .collect())
+/// What a writer that did not write a chain (as `assemble`'s, of version
+/// `version`) needs to store the next version as a delta on it.
+pub fn chain_state(chain: &[&[u8]], version: String) -> Result<ListState> {
+    let opened = open_chain(chain)?;
+    let hashes = elements(&opened)?.into_iter().map(hash).collect();
+    let (keyframe, deltas) = opened.split_last().expect("open_chain: never empty");
+    let (_, header) = wire::read_array_header(&keyframe.body, 0)?;
+    Ok(ListState {
+        version,
+        hashes,
+        depth: deltas.len() as u32,
+        key_bytes: keyframe.body.len() - header,
+        delta_bytes: deltas.iter().map(|d| d.body.len()).sum(),
+    })
 }
 
 /// Opens every envelope of a chain, checking that it ends in a keyframe.
@@ -195,6 +257,7 @@ mod tests {
     #[test]
     fn append_replace_and_truncate_rebuild_exactly() {
         let policy = Policy {
+            ratio: 1.0,
             max_depth: 8,
             min_len: 1,
         };
@@ -204,70 +267,80 @@ mod tests {
         let v4 = ["a", "b", "c", "X"]; // removal at the tail
         let (e1, b1, h1) = encode(&v1);
         let k1 = seal_list(&e1, &b1, None);
-        let s1 = ListState {
-            version: "1".into(),
-            hashes: h1,
-            depth: 0,
-        };
+        let s1 = ListState::after(None, "1".into(), h1, &b1, None);
 
         let (e2, b2, h2) = encode(&v2);
-        let keep = plan(Some(&s1), &h2, policy).unwrap();
+        let keep = plan(Some(&s1), &h2, &b2, policy).unwrap();
         assert_eq!(keep, 4);
         let d2 = seal_list(&e2, &b2, Some((keep, "1")));
-        let s2 = ListState {
-            version: "2".into(),
-            hashes: h2,
-            depth: 1,
-        };
+        let s2 = ListState::after(Some(&s1), "2".into(), h2, &b2, Some(keep));
 
         let (e3, b3, h3) = encode(&v3);
-        let keep = plan(Some(&s2), &h3, policy).unwrap();
+        let keep = plan(Some(&s2), &h3, &b3, policy).unwrap();
         assert_eq!(keep, 3, "the mutated element is not kept");
         let d3 = seal_list(&e3, &b3, Some((keep, "2")));
-        let s3 = ListState {
-            version: "3".into(),
-            hashes: h3,
-            depth: 2,
-        };
+        let s3 = ListState::after(Some(&s2), "3".into(), h3, &b3, Some(keep));
 
         let (e4, b4, h4) = encode(&v4);
-        let keep = plan(Some(&s3), &h4, policy).unwrap();
+        let keep = plan(Some(&s3), &h4, &b4, policy).unwrap();
         let d4 = seal_list(&e4, &b4, Some((keep, "3")));
 
         assert_eq!(assemble(&[&k1]).unwrap(), whole(&v1));
         assert_eq!(assemble(&[&d2, &k1]).unwrap(), whole(&v2));
         assert_eq!(assemble(&[&d3, &d2, &k1]).unwrap(), whole(&v3));
         assert_eq!(assemble(&[&d4, &d3, &d2, &k1]).unwrap(), whole(&v4));
-        // A writer that did not write the chain learns the same hashes from it.
-        assert_eq!(chain_hashes(&[&k1]).unwrap(), s1.hashes);
-        assert_eq!(chain_hashes(&[&d3, &d2, &k1]).unwrap(), s3.hashes);
-        assert_eq!(chain_hashes(&[&d4, &d3, &d2, &k1]).unwrap(), h4);
+        // A writer that did not write the chain learns the same state from it.
+        let learned = |chain: &[&[u8]], v: &str| chain_state(chain, v.into()).unwrap();
+        for (chain, s) in [(vec![&k1[..]], &s1), (vec![&d3[..], &d2, &k1], &s3)] {
+            let l = learned(&chain, &s.version);
+            assert_eq!(
+                (&l.hashes, l.depth, l.key_bytes, l.delta_bytes),
+                (&s.hashes, s.depth, s.key_bytes, s.delta_bytes)
+            );
+        }
+        assert_eq!(learned(&[&d4, &d3, &d2, &k1], "4").hashes, h4);
         assert!(
-            chain_hashes(&[&d2]).is_err(),
+            chain_state(&[&d2], "2".into()).is_err(),
             "a chain must end in a keyframe"
         );
     }
 
     #[test]
     fn depth_limit_forces_keyframe() {
-        let (_, _, h) = encode(&["a", "b", "c", "d"]);
-        let s = ListState {
-            version: "1".into(),
-            hashes: h.clone(),
-            depth: 3,
+        let (_, b, h) = encode(&["a", "b", "c", "d"]);
+        let mut s = ListState::after(None, "1".into(), h.clone(), &b, None);
+        s.depth = 3;
+        let policy = Policy {
+            max_depth: 3,
+            min_len: 1,
+            ..Policy::default()
         };
-        assert_eq!(
-            plan(
-                Some(&s),
-                &h,
-                Policy {
-                    max_depth: 3,
-                    min_len: 1
-                }
-            ),
-            None
-        );
-        assert_eq!(plan(None, &h, Policy::default()), None);
+        assert_eq!(plan(Some(&s), &h, &b, policy), None);
+        assert_eq!(plan(None, &h, &b, Policy::default()), None);
+    }
+
+    #[test]
+    fn keyframes_fall_when_deltas_outweigh_the_last_one() {
+        // One element appended per version: a delta each time until the deltas
+        // since the keyframe would weigh more than it, then a keyframe.
+        let items: Vec<String> = (0..200).map(|i| format!("element number {i:04}")).collect();
+        let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+        let mut state: Option<ListState> = None;
+        let mut keyframes = vec![];
+        for n in 4..=refs.len() {
+            let (_, b, h) = encode(&refs[..n]);
+            let policy = Policy {
+                ratio: 1.0,
+                ..Policy::default()
+            };
+            let keep = plan(state.as_ref(), &h, &b, policy);
+            if keep.is_none() {
+                keyframes.push(n);
+            }
+            state = Some(ListState::after(state.as_ref(), n.to_string(), h, &b, keep));
+        }
+        // Each keyframe about doubles the one before (equal-sized elements).
+        assert_eq!(keyframes, vec![4, 9, 19, 39, 79, 159]);
     }
 
     #[test]

@@ -70,24 +70,53 @@ fn store_history(history: &[Vec<Vec<u8>>], policy: Policy) -> Vec<Vec<u8>> {
             .windows(2)
             .map(|w| delta::hash(&buf[w[0]..w[1]]))
             .collect();
-        let keep = delta::plan(prev.as_ref(), &hashes, policy);
+        let keep = delta::plan(prev.as_ref(), &hashes, &bounds, policy);
         let base = prev.as_ref().map(|p| p.version.clone()).unwrap_or_default();
         blobs.push(delta::seal_list(
             &buf,
             &bounds,
             keep.map(|k| (k, base.as_str())),
         ));
-        let depth = match (keep, &prev) {
-            (Some(_), Some(p)) => p.depth + 1,
-            _ => 0,
-        };
-        prev = Some(ListState {
-            version: i.to_string(),
+        prev = Some(ListState::after(
+            prev.as_ref(),
+            i.to_string(),
             hashes,
-            depth,
-        });
+            &bounds,
+            keep,
+        ));
     }
     blobs
+}
+
+/// Bytes of the elements each version adds after what it shares with the one
+/// before: what any store of the history must write, the floor for its total.
+fn changed_bytes(history: &[Vec<Vec<u8>>]) -> usize {
+    let mut before: &[Vec<u8>] = &[];
+    let mut total = 0;
+    for elems in history {
+        let same = before.iter().zip(elems).take_while(|(a, b)| a == b).count();
+        total += whole(&elems[same..]).len();
+        before = elems;
+    }
+    total
+}
+
+/// A long thread: mostly appends of one to four elements (a chat), now and
+/// then an edit of the last few (a node rewriting a message) or a removal.
+fn long_histories() -> impl Strategy<Value = Vec<Vec<Vec<u8>>>> {
+    vec((0usize..10, vec(vec(any::<u8>(), 1..200), 1..4)), 50..400).prop_map(|steps| {
+        let mut cur: Vec<Vec<u8>> = Vec::new();
+        steps
+            .into_iter()
+            .map(|(edit, add)| {
+                if edit == 0 {
+                    cur.truncate(cur.len().saturating_sub(2));
+                }
+                cur.extend(add);
+                cur.clone()
+            })
+            .collect()
+    })
 }
 
 /// Indices of the chain (newest first) that rebuilds version `i`, following delta bases.
@@ -151,7 +180,7 @@ proptest! {
 
     #[test]
     fn delta_chains_rebuild_every_version(history in histories(), max_depth in 1u32..8) {
-        let blobs = store_history(&history, Policy { max_depth, min_len: 2 });
+        let blobs = store_history(&history, Policy { max_depth, min_len: 2, ..Policy::default() });
         for (i, elems) in history.iter().enumerate() {
             prop_assert!(chain_of(&blobs, i).unwrap().len() as u32 <= max_depth + 1);
             prop_assert_eq!(rebuild(&blobs, i).unwrap(), whole(elems));
@@ -166,7 +195,7 @@ proptest! {
         bit in 0u8..8,
         cut in any::<bool>(),
     ) {
-        let mut blobs = store_history(&history, Policy { max_depth: 4, min_len: 2 });
+        let mut blobs = store_history(&history, Policy { max_depth: 4, min_len: 2, ..Policy::default() });
         let latest = blobs.len() - 1;
         // Damage one blob of the latest version's chain.
         let i = *pick.get(&chain_of(&blobs, latest).unwrap());
@@ -177,5 +206,73 @@ proptest! {
             blobs[i][pos] ^= 1 << bit;
         }
         prop_assert!(rebuild(&blobs, latest).is_err(), "damaged chain rebuilt without an error");
+    }
+}
+
+proptest! {
+    // Each case stores and rebuilds hundreds of versions: a twentieth of the cases.
+    #![proptest_config(ProptestConfig { cases: cases() / 20, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn stored_bytes_are_linear_and_reads_bounded(history in long_histories()) {
+        let policy = Policy::default();
+        let blobs = store_history(&history, policy);
+        // Total: each delta stores what changed; keyframes, at geometric
+        // intervals, add at most (1 + 1/ratio) times the deltas, plus the
+        // keyframes forced by edits that keep under half the list (each at
+        // most twice what changed). Envelope headers are the fixed cost.
+        let header = 64;
+        let total: usize = blobs.iter().map(Vec::len).sum();
+        let floor = changed_bytes(&history);
+        let most = (2.0 + 1.0 / policy.ratio) * floor as f64;
+        prop_assert!(total as f64 <= most + (header * blobs.len()) as f64, "stored {total} for {floor} changed");
+        for (i, elems) in history.iter().enumerate() {
+            let chain = chain_of(&blobs, i).unwrap();
+            let read: usize = chain.iter().map(|&j| blobs[j].len()).sum();
+            let own = whole(elems).len();
+            // The keyframe is at most twice the version (else it starts afresh),
+            // and the deltas on it at most `ratio` times the keyframe.
+            let most = 2.0 * (1.0 + policy.ratio) * own as f64;
+            prop_assert!(read as f64 <= most + (header * chain.len()) as f64, "version {i}: read {read} for {own}");
+            prop_assert_eq!(rebuild(&blobs, i).unwrap(), whole(elems));
+        }
+    }
+}
+
+/// 3,000 versions of a growing thread (one to four new elements each, an
+/// edit of the last two now and then): what a keyframe every N deltas makes
+/// quadratic must stay within a constant of what changed, at every length.
+#[test]
+fn a_long_thread_stays_linear() {
+    // Incompressible bytes (an LCG), so that zstd cannot hide repeated keyframes.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                (seed >> 56) as u8
+            })
+            .collect()
+    };
+    let mut cur: Vec<Vec<u8>> = Vec::new();
+    let mut history = Vec::new();
+    for step in 0..3000usize {
+        if step % 50 == 49 {
+            cur.truncate(cur.len() - 2);
+        }
+        for _ in 0..1 + step % 4 {
+            cur.push(noise(20 + step % 97));
+        }
+        history.push(cur.clone());
+    }
+    let policy = Policy::default();
+    let blobs = store_history(&history, policy);
+    for n in [300, 1000, 3000] {
+        let total: usize = blobs[..n].iter().map(Vec::len).sum();
+        let floor = changed_bytes(&history[..n]);
+        assert!(
+            total as f64 <= (2.0 + 1.0 / policy.ratio) * floor as f64 + (64 * n) as f64,
+            "{n} versions: stored {total} for {floor} changed bytes"
+        );
     }
 }

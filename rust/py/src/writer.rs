@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use fastcheckpoint_core::delta::{self, ListState, Policy};
 use fastcheckpoint_core::envelope::{self, Unsealed};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -159,20 +160,30 @@ impl States {
 
 #[pymethods]
 impl DeltaWriter {
-    /// `remember`: how many list channels (thread, namespace, channel) the
-    /// writer keeps the stored element hashes of (16 bytes per element).
+    /// `ratio`: a list's deltas since its last keyframe may weigh up to this
+    /// fraction of it before the next keyframe (see `delta::Policy`);
+    /// `max_depth`: an optional cap on deltas per keyframe; `remember`: how
+    /// many list channels (thread, namespace, channel) the writer keeps the
+    /// stored element hashes of (16 bytes per element).
     #[new]
-    #[pyo3(signature = (*, max_depth=64, min_len=4, remember=1024))]
-    fn new(max_depth: u32, min_len: usize, remember: usize) -> Self {
-        DeltaWriter {
-            policy: Policy { max_depth, min_len },
+    #[pyo3(signature = (*, ratio=0.25, max_depth=None, min_len=4, remember=1024))]
+    fn new(ratio: f64, max_depth: Option<u32>, min_len: usize, remember: usize) -> PyResult<Self> {
+        if !(ratio > 0.0 && ratio.is_finite()) {
+            return Err(PyValueError::new_err("ratio must be a positive number"));
+        }
+        Ok(DeltaWriter {
+            policy: Policy {
+                ratio,
+                max_depth: max_depth.unwrap_or(u32::MAX),
+                min_len,
+            },
             states: Mutex::new(States {
                 map: HashMap::new(),
                 tick: 0,
                 cap: remember.max(1),
             }),
             recent: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Encodes the channels named in `new_versions`. Returns, per channel,
@@ -270,18 +281,13 @@ impl DeltaWriter {
         if known(&mut self.states.lock().unwrap()) {
             return;
         }
-        let hashes = py.detach(|| {
+        let state = py.detach(|| {
             let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
-            delta::chain_hashes(&parts)
+            delta::chain_state(&parts, version.to_owned())
         });
-        let Ok(hashes) = hashes else { return };
+        let Ok(state) = state else { return };
         let mut states = self.states.lock().unwrap();
         if !known(&mut states) {
-            let state = ListState {
-                version: version.to_owned(),
-                hashes,
-                depth: chain.len().saturating_sub(1) as u32,
-            };
             states.insert(key, state);
         }
     }
@@ -325,23 +331,16 @@ impl DeltaWriter {
         );
         let mut states = self.states.lock().unwrap();
         let prev = states.get(&key);
-        let keep = delta::plan(prev, &enc.hashes, self.policy);
-        let (body, depth, base) = match (keep, prev) {
+        let keep = delta::plan(prev, &enc.hashes, bounds, self.policy);
+        let (body, base) = match (keep, prev) {
             (Some(k), Some(prev)) => (
                 delta::list_body(elems, bounds, Some((k, &prev.version))),
-                prev.depth + 1,
                 Some(prev.version.clone()),
             ),
-            _ => (delta::list_body(elems, bounds, None), 0, None),
+            _ => (delta::list_body(elems, bounds, None), None),
         };
-        states.insert(
-            key,
-            ListState {
-                version,
-                hashes: enc.hashes.clone(),
-                depth,
-            },
-        );
+        let next = ListState::after(prev, version, enc.hashes.clone(), bounds, keep);
+        states.insert(key, next);
         (body, base)
     }
 

@@ -1,0 +1,96 @@
+"""A long chat thread of natural-like text on SqliteSaver: database bytes over
+the raw message text, put p50/p95 and get_tuple as the thread grows to 2,000
+turns (8,000 messages), ours at synchronous NORMAL (our default) and FULL,
+upstream (WAL + synchronous FULL, its fixed setting) as far as
+``FC_UPSTREAM_TURNS`` (default 500; each of its checkpoints holds the whole
+history, so its file grows with the square of the thread).
+
+Run: .venv/bin/python -m pytest benches/test_bench_long_thread.py -s
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
+
+from benches._timing import fmt, settle, timeit
+from fastcheckpoint._native import seal
+from fastcheckpoint.sqlite import SqliteSaver
+from tests.text import raw_text_bytes, turn_messages
+
+MARKS = (50, 200, 500, 1000, 2000)
+UPSTREAM_TURNS = int(os.environ.get("FC_UPSTREAM_TURNS", "500"))
+
+
+def db_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.parent.iterdir() if f.name.startswith(path.name))
+
+
+def grow(saver, path: Path, turns: int) -> dict[int, dict[str, float]]:
+    """Puts the thread one message at a time; at each mark, what it costs."""
+    msgs: list = []
+    parent = version = None
+    out = {}
+    times: list[float] = []
+    settle()
+    for t in range(turns):
+        for m in turn_messages(t):
+            msgs = [*msgs, m]
+            cp = empty_checkpoint()
+            version = saver.get_next_version(version, None)
+            cp["channel_values"] = {"messages": msgs}
+            cp["channel_versions"] = {"messages": version}
+            cfg = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": parent}}
+            start = time.perf_counter()
+            saver.put(cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version})
+            times.append(time.perf_counter() - start)
+            parent = cp["id"]
+        if t + 1 in MARKS:
+            last = sorted(times[-40:])
+            get = timeit(lambda: saver.get_tuple({"configurable": {"thread_id": "t"}}), repeat=5, warmup=1)
+            saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file, not a transient WAL
+            out[t + 1] = {
+                "bytes": db_bytes(path),
+                "raw": raw_text_bytes(msgs),
+                "p50": statistics.median(last),
+                "p95": last[int(len(last) * 0.95)],
+                "get": get["median"],
+            }
+    assert saver.get_tuple({"configurable": {"thread_id": "t"}}).checkpoint["channel_values"]["messages"] == msgs
+    return out
+
+
+def test_long_thread_storage_and_costs(tmp_path) -> None:
+    runs = {}
+    for name, opener, turns in (
+        ("ours NORMAL", lambda p: SqliteSaver.from_conn_string(str(p)), MARKS[-1]),
+        ("ours FULL", lambda p: SqliteSaver.from_conn_string(str(p), synchronous="FULL"), MARKS[-1]),
+        ("upstream (FULL)", lambda p: UpstreamSqlite.from_conn_string(str(p)), UPSTREAM_TURNS),
+    ):
+        path = tmp_path / f"{name.split()[0]}-{name.split()[1]}.db"
+        with opener(path) as saver:
+            runs[name] = grow(saver, path, turns)
+    text = b"".join(m.content.encode() for t in range(MARKS[-1]) for m in turn_messages(t))
+    print(
+        "\n## A long thread of natural-like text, SqliteSaver (one put per message; "
+        f"zstd compresses the whole text {len(text) / len(seal(text)):.2f}x)"
+    )
+    print(
+        f"{'turns':>6} {'saver':16} {'DB / raw text':>14} {'DB MB':>9} {'put p50':>10} {'put p95':>10}"
+        f" {'get_tuple':>10}"
+    )
+    for turns in MARKS:
+        for name, marks in runs.items():
+            if turns in marks:
+                r = marks[turns]
+                print(
+                    f"{turns:>6} {name:16} {r['bytes'] / r['raw']:>14.2f} {r['bytes'] / 1e6:>9.2f} "
+                    f"{fmt(r['p50']):>10} {fmt(r['p95']):>10} {fmt(r['get']):>10}"
+                )
+    floor = len(seal(text)) / raw_text_bytes([m for t in range(MARKS[-1]) for m in turn_messages(t)])
+    print(f"floor (the text compressed once): {floor:.2f}x the raw text")
