@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
-from fastcheckpoint._native import ENVELOPE_TYPE, delta_base
+from fastcheckpoint._native import ENVELOPE_TYPE, DeltaWriter, delta_base
 from fastcheckpoint.errors import ConfigError, CorruptDataError
 from fastcheckpoint.memory import InMemorySaver
 from tests.graphs import react_turn_messages
@@ -161,6 +161,7 @@ def test_a_keyframe_read_before_is_checked_again_once_its_bytes_change() -> None
 
 def test_a_chain_decoded_at_once_equals_one_step_at_a_time_and_checks_each_link() -> None:
     saver = InMemorySaver()
+    saver._writer = DeltaWriter(ratio=100)  # one chain of deltas, however heavy
     msgs: list = [HumanMessage(f"m{i}", id=str(i)) for i in range(8)]
     cfg = put_history(saver, msgs)
     for i in range(6):  # appends, then a cut to 5 plus a new one

@@ -335,7 +335,7 @@ def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
     db = str(tmp_path / "c.db")
     raw = sqlite3.connect(db)
     with SqliteSaver.from_conn_string(db) as saver:
-        saver._writer = DeltaWriter(remember=8)
+        saver._writer = DeltaWriter(remember=8, ratio=1)  # deltas for every put below
         heads: dict[str, str | None] = {}
 
         def put(thread: str, n: int) -> str | None:
@@ -359,6 +359,6 @@ def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
             assert [m.content for m in saver.get_tuple(cfg(t)).checkpoint["channel_values"]["messages"]] == [
                 f"{t} says {i}" for i in range(8)
             ]
-        saver._writer = DeltaWriter(remember=1)  # the smallest memory still works
+        saver._writer = DeltaWriter(remember=1, ratio=1)  # the smallest memory still works
         assert put("u0", 6) is None and put("u1", 6) is None and put("u1", 7) == f"{6:032}"
         assert put("u0", 7) is None

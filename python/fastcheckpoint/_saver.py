@@ -771,6 +771,16 @@ class StoreSaver(BaseCheckpointSaver[str]):
     # -- the sync API ------------------------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Fetches a checkpoint with its pending writes.
+
+        Args:
+            config: ``thread_id``, optional ``checkpoint_ns`` (default ``""``) and
+                ``checkpoint_id`` (default: the thread's latest in that namespace).
+
+        Returns:
+            The checkpoint tuple (fresh objects, never shared with another call),
+            or None if there is none.
+        """
         return self._run(self._get_tuple_op(config))
 
     def list(
@@ -781,12 +791,36 @@ class StoreSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        """Lists checkpoints, newest first.
+
+        Args:
+            config: ``thread_id`` (None: every thread), optional ``checkpoint_ns``
+                (absent: every namespace) and ``checkpoint_id`` (only that one).
+            filter: Metadata every listed checkpoint must contain (keys are
+                validated, values bound as parameters).
+            before: Only checkpoints with an id below this config's ``checkpoint_id``.
+            limit: At most this many.
+
+        Returns:
+            An iterator of checkpoint tuples, read page by page.
+        """
         for page in self._iter(self._list_op(config, filter, before, limit)):
             yield from page
 
     def get_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        """The stored history of LangGraph ``DeltaChannel`` channels.
+
+        Args:
+            config: The checkpoint to rebuild the channels for.
+            channels: The channel names.
+
+        Returns:
+            Per channel, its writes oldest first along the parent chain from the
+            checkpoint's parent, and ``seed``: the value stored at the nearest
+            ancestor that holds one (absent when the walk reaches the root).
+        """
         return self._run(self._history_op(config, channels))
 
     def put(
@@ -796,6 +830,18 @@ class StoreSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """Stores a checkpoint in one transaction: its row and the channels
+        named in ``new_versions`` (a growing list as the elements it adds).
+
+        Args:
+            config: ``thread_id``, ``checkpoint_ns`` and the parent's ``checkpoint_id``.
+            checkpoint: The checkpoint.
+            metadata: Its metadata (merged with the config's, as upstream).
+            new_versions: The channel versions this checkpoint changed.
+
+        Returns:
+            The config of the stored checkpoint.
+        """
         return self._run(self._put_op(config, checkpoint, metadata, new_versions))
 
     def put_writes(
@@ -805,9 +851,23 @@ class StoreSaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        """Stores a task's pending writes for a checkpoint (special writes such
+        as interrupts replace earlier ones of the same index, others do not).
+
+        Args:
+            config: The checkpoint the writes belong to.
+            writes: ``(channel, value)`` pairs.
+            task_id: The task that wrote them.
+            task_path: The task's path in the graph.
+        """
         self._run(self._put_writes_op(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
+        """Deletes every checkpoint, write and blob of a thread, in every namespace.
+
+        Args:
+            thread_id: The thread.
+        """
         self._run(self._delete_thread_op(thread_id))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -824,7 +884,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
         self._run(self._copy_thread_op(source_thread_id, target_thread_id))
 
     def get_next_version(self, current: str | None, channel: None) -> str:
-        # As upstream's SQL savers: "<counter:032>.<random:016>".
+        """The version after ``current``, as upstream's SQL savers write it:
+        ``"<counter:032>.<random:016>"``."""
         if current is None:
             current_v = 0
         elif isinstance(current, int):
@@ -834,7 +895,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
         return f"{current_v + 1:032}.{random.random():016}"
 
     # -- async twins: the same work on a worker thread (stores release the GIL) ----------
-    # (aput / aput_writes run on the event loop when the saver has an async store)
+    # (aput / aput_writes run on the event loop when the saver has an async store).
+    # Each takes and returns what its sync twin above does.
 
     async def _astore(self) -> AsyncStore | None:
         """A store ``aput`` / ``aput_writes`` run on, encoding on the event loop
@@ -847,6 +909,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             await asyncio.to_thread(self._ready)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async ``get_tuple`` (same arguments and result)."""
         await self._aready()
         return await asyncio.to_thread(self.get_tuple, config)
 
@@ -858,6 +921,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        """Async ``list`` (same arguments and result)."""
         await self._aready()
         pages = self._iter(self._list_op(config, filter, before, limit))
         while (page := await asyncio.to_thread(next, pages, None)) is not None:
@@ -871,6 +935,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """Async ``put`` (same arguments and result)."""
         if (store := await self._astore()) is not None:
             return await arun_op(self._put_op(config, checkpoint, metadata, new_versions), store)
         await self._aready()
@@ -879,6 +944,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
+        """Async ``put_writes`` (same arguments and result)."""
         if (store := await self._astore()) is not None:
             await arun_op(self._put_writes_op(config, writes, task_id, task_path), store)
             return
@@ -886,27 +952,33 @@ class StoreSaver(BaseCheckpointSaver[str]):
         await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
+        """Async ``delete_thread`` (same arguments and result)."""
         await self._aready()
         await asyncio.to_thread(self.delete_thread, thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Async ``delete_for_runs`` (same arguments and result)."""
         await self._aready()
         await asyncio.to_thread(self.delete_for_runs, run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Async ``copy_thread`` (same arguments and result)."""
         await self._aready()
         await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Async ``prune`` (same arguments and result)."""
         await self._aready()
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        """Async ``get_delta_channel_history`` (same arguments and result)."""
         await self._aready()
         return await asyncio.to_thread(self.get_delta_channel_history, config=config, channels=channels)
 
     async def asweep(self) -> int:
+        """Async ``sweep`` (same arguments and result)."""
         await self._aready()
         return await asyncio.to_thread(self.sweep)

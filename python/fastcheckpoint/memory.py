@@ -123,6 +123,14 @@ class InMemorySaver(_UpstreamInMemorySaver):
         )
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Fetches a checkpoint with its pending writes (see ``SqliteSaver.get_tuple``).
+
+        Args:
+            config: ``thread_id``, optional ``checkpoint_ns`` and ``checkpoint_id``.
+
+        Returns:
+            The checkpoint tuple, or None.
+        """
         thread_id = thread_id_of(config)
         ns = checkpoint_ns_of(config)
         checkpoints = self.storage.get(thread_id, {}).get(ns)
@@ -146,6 +154,17 @@ class InMemorySaver(_UpstreamInMemorySaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        """Lists checkpoints newest first (see ``SqliteSaver.list``).
+
+        Args:
+            config: ``thread_id`` (None: every thread), optional ``checkpoint_ns``, ``checkpoint_id``.
+            filter: Metadata every listed checkpoint must contain.
+            before: Only checkpoints with an id below this config's.
+            limit: At most this many.
+
+        Returns:
+            An iterator of checkpoint tuples.
+        """
         thread_ids = (thread_id_of(config),) if config else tuple(self.storage)
         config_ns = config["configurable"].get("checkpoint_ns") if config else None
         config_id = get_checkpoint_id(config) if config else None
@@ -218,6 +237,18 @@ class InMemorySaver(_UpstreamInMemorySaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """Stores a checkpoint: the channels named in ``new_versions`` (a growing
+        list as the elements it adds).
+
+        Args:
+            config: ``thread_id``, ``checkpoint_ns`` and the parent's ``checkpoint_id``.
+            checkpoint: The checkpoint.
+            metadata: Its metadata.
+            new_versions: The channel versions this checkpoint changed.
+
+        Returns:
+            The config of the stored checkpoint.
+        """
         thread_id = thread_id_of(config)
         ns = checkpoint_ns_of(config)
         c = checkpoint.copy()
@@ -238,6 +269,14 @@ class InMemorySaver(_UpstreamInMemorySaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        """Stores a task's pending writes for a checkpoint.
+
+        Args:
+            config: The checkpoint the writes belong to.
+            writes: ``(channel, value)`` pairs.
+            task_id: The task that wrote them.
+            task_path: The task's path in the graph.
+        """
         thread_id_of(config)
         super().put_writes(config, writes, task_id, task_path)
 
@@ -287,6 +326,11 @@ class InMemorySaver(_UpstreamInMemorySaver):
             self.storage.get(thread_id, {}).pop(ns, None)
 
     def delete_thread(self, thread_id: str) -> None:
+        """Deletes every checkpoint, write and blob of a thread.
+
+        Args:
+            thread_id: The thread.
+        """
         super().delete_thread(thread_id)
         self.retained.pop(thread_id, None)
         self._writer.forget(thread_id)
@@ -341,6 +385,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
     # -- async twins (in-memory work never blocks: run inline) ---------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        """Async ``get_tuple`` (same arguments and result)."""
         return self.get_tuple(config)
 
     async def alist(
@@ -351,6 +396,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        """Async ``list`` (same arguments and result)."""
         for item in self.list(config, filter=filter, before=before, limit=limit):
             yield item
             await asyncio.sleep(0)
@@ -362,28 +408,35 @@ class InMemorySaver(_UpstreamInMemorySaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
+        """Async ``put`` (same arguments and result)."""
         return self.put(config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
+        """Async ``put_writes`` (same arguments and result)."""
         return self.put_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
+        """Async ``delete_thread`` (same arguments and result)."""
         return self.delete_thread(thread_id)
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Async ``delete_for_runs`` (same arguments and result)."""
         return self.delete_for_runs(run_ids)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Async ``copy_thread`` (same arguments and result)."""
         return self.copy_thread(source_thread_id, target_thread_id)
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Async ``prune`` (same arguments and result)."""
         return self.prune(thread_ids, strategy=strategy)
 
     async def aget_delta_channel_history(
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
+        """Async ``get_delta_channel_history`` (same arguments and result)."""
         return self.get_delta_channel_history(config=config, channels=channels)
 
 
