@@ -45,6 +45,22 @@ class Source(Protocol):
     def records_op(self, thread_id: str) -> Op[list[Record]]: ...
 
 
+class UpstreamTables(Protocol):
+    """A backend's reader of upstream LangGraph's tables (``_legacy``)."""
+
+    @classmethod
+    def detect_op(cls, serde: Any) -> Op[Source | None]: ...
+
+
+def migrate_upstream_op(saver: StoreSaver, upstream: type[UpstreamTables]) -> Op[int]:
+    """Copies upstream's checkpoints (and their writes) found in the saver's own
+    database into our tables, once; returns how many."""
+    source = yield from upstream.detect_op(saver.serde)
+    if source is None:
+        return 0
+    return (yield from take_over_op(saver, source))
+
+
 def keys_op(saver: StoreSaver) -> Op[set[Key]]:
     """Every checkpoint key in our tables."""
     (rows,) = yield Read([(saver.sql.ALL_KEYS, ())])

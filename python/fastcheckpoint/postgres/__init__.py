@@ -26,10 +26,11 @@ from langgraph.checkpoint.base import SerializerProtocol
 from psycopg import Connection, Pipeline
 from psycopg_pool import ConnectionPool
 
+from fastcheckpoint._copy import migrate_upstream_op
 from fastcheckpoint._saver import Op, Read, StoreSaver, Write
 from fastcheckpoint.errors import ConfigError
 from fastcheckpoint.postgres import _schema as sql
-from fastcheckpoint.postgres._legacy import migrate_upstream_op
+from fastcheckpoint.postgres._legacy import UpstreamPostgres
 from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, PgStore, connection_kwargs
 
 
@@ -52,7 +53,7 @@ def setup_op(saver: StoreSaver) -> Op[None]:
         step.append((sql.SET_VERSION, (version + 1,), False))
         yield Write(step)
     if saver._take_over:
-        yield from migrate_upstream_op(saver)
+        yield from migrate_upstream_op(saver, UpstreamPostgres)
 
 
 class PostgresSaver(StoreSaver):

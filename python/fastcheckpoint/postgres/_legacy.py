@@ -12,15 +12,12 @@ and resumable; upstream rows are left in place.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
-from fastcheckpoint._copy import Key, Record, pending, take_over_op
+from fastcheckpoint._copy import Key, Record, pending
 from fastcheckpoint._saver import Op, Read
-
-if TYPE_CHECKING:
-    from fastcheckpoint._saver import StoreSaver
 
 _COLUMNS = """SELECT table_name, column_name FROM information_schema.columns
     WHERE table_schema = current_schema() AND table_name IN ('checkpoints', 'checkpoint_blobs', 'checkpoint_writes')"""
@@ -93,11 +90,3 @@ class UpstreamPostgres:
                 )
             )
         return out
-
-
-def migrate_upstream_op(saver: StoreSaver) -> Op[int]:
-    """Copies upstream checkpoints (and their writes) into our tables; returns how many."""
-    source = yield from UpstreamPostgres.detect_op(saver.serde)
-    if source is None:
-        return 0
-    return (yield from take_over_op(saver, source))

@@ -24,11 +24,12 @@ from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
+from fastcheckpoint._copy import migrate_upstream_op
 from fastcheckpoint._native import SqliteStore
 from fastcheckpoint._saver import GroupCommit, StoreSaver, on_loop
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.sqlite import _schema as sql
-from fastcheckpoint.sqlite._legacy import migrate_upstream
+from fastcheckpoint.sqlite._legacy import UpstreamSqlite
 from fastcheckpoint.sqlite._library import check_one_sqlite
 
 
@@ -71,7 +72,7 @@ class SqliteSaverBase(StoreSaver):
             try:
                 migrate_schema(store)
                 if self._take_over:
-                    migrate_upstream(self, store)
+                    self._run(migrate_upstream_op(self, UpstreamSqlite), store)
             except BaseException:
                 store.close()
                 raise

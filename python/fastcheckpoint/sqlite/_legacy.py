@@ -11,16 +11,12 @@ resumable; upstream rows are left in place.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
-from fastcheckpoint._copy import Key, Record, pending, take_over_op
-from fastcheckpoint._native import SqliteStore
+from fastcheckpoint._copy import Key, Record, pending
 from fastcheckpoint._saver import Op, Read
-
-if TYPE_CHECKING:
-    from fastcheckpoint.sqlite._base import SqliteSaverBase
 
 _CHECKPOINT_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "type", "checkpoint"}
 _WRITE_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "value"}
@@ -80,11 +76,3 @@ class UpstreamSqlite:
                 )
             )
         return out
-
-
-def migrate_upstream(saver: SqliteSaverBase, store: SqliteStore) -> int:
-    """Copies upstream checkpoints (and their writes) into our tables; returns how many."""
-    source = saver._run(UpstreamSqlite.detect_op(saver.serde), store)
-    if source is None:
-        return 0
-    return saver._run(take_over_op(saver, source), store)
