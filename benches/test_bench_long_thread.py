@@ -10,15 +10,16 @@ Run: .venv/bin/python -m pytest benches/test_bench_long_thread.py -s
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import time
 from pathlib import Path
 
-from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
 from benches._timing import fmt, settle, timeit
+from benches._workload import thread_checkpoints
 from fastcheckpoint._native import seal
 from fastcheckpoint.sqlite import SqliteSaver
 from tests.text import raw_text_bytes, turn_messages
@@ -33,23 +34,16 @@ def db_bytes(path: Path) -> int:
 
 def grow(saver, path: Path, turns: int) -> dict[int, dict[str, float]]:
     """Puts the thread one message at a time; at each mark, what it costs."""
-    msgs: list = []
-    parent = version = None
     out = {}
     times: list[float] = []
     settle()
+    puts = thread_checkpoints(saver, (m for t in range(turns) for m in turn_messages(t)))
     for t in range(turns):
-        for m in turn_messages(t):
-            msgs = [*msgs, m]
-            cp = empty_checkpoint()
-            version = saver.get_next_version(version, None)
-            cp["channel_values"] = {"messages": msgs}
-            cp["channel_versions"] = {"messages": version}
-            cfg = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": parent}}
+        for args in itertools.islice(puts, 4):
             start = time.perf_counter()
-            saver.put(cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version})
+            saver.put(*args)
             times.append(time.perf_counter() - start)
-            parent = cp["id"]
+        msgs = args[1]["channel_values"]["messages"]
         if t + 1 in MARKS:
             last = sorted(times[-40:])
             get = timeit(lambda: saver.get_tuple({"configurable": {"thread_id": "t"}}), repeat=5, warmup=1)

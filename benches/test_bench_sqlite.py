@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSqlite
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from benches._timing import fmt, settle, table, timeit
+from benches._workload import thread_checkpoints
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from tests.graphs import react_turn_messages
@@ -37,18 +37,7 @@ def db_size(path: Path) -> int:
 def chat_checkpoints(saver, turns: int, thread: str = "t"):
     """The workload's puts, one per message: ``(config, checkpoint, metadata, new_versions)``,
     each checkpoint the child of the one before."""
-    msgs: list = []
-    parent = version = None
-    for t in range(turns):
-        for m in react_turn_messages(t):
-            msgs = [*msgs, m]
-            cp = empty_checkpoint()
-            version = saver.get_next_version(version, None)
-            cp["channel_values"] = {"messages": msgs}
-            cp["channel_versions"] = {"messages": version}
-            cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
-            yield cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version}
-            parent = cp["id"]  # what put returns as the new checkpoint_id
+    return thread_checkpoints(saver, (m for t in range(turns) for m in react_turn_messages(t)), thread)
 
 
 def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:

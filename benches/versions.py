@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
 from benches._timing import settle, timeit
+from benches._workload import thread_checkpoints
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
@@ -33,19 +33,12 @@ SAMPLES = 40  # measured puts, one new message each
 def thread_puts(saver, messages: list) -> list[float]:
     """Puts one checkpoint per message (each holding the history so far, as
     add_messages makes it); returns the seconds of the last SAMPLES puts."""
-    parent = version = None
     times = []
     settle()
-    for n in range(1, len(messages) + 1):
-        cp = empty_checkpoint()
-        version = saver.get_next_version(version, None)
-        cp["channel_values"] = {"messages": messages[:n]}
-        cp["channel_versions"] = {"messages": version}
-        cfg = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": parent}}
+    for args in thread_checkpoints(saver, messages):
         start = time.perf_counter()
-        saver.put(cfg, cp, {"source": "loop", "step": n}, {"messages": version})
+        saver.put(*args)
         times.append(time.perf_counter() - start)
-        parent = cp["id"]
     return times[-SAMPLES:]
 
 

@@ -9,27 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from langgraph.checkpoint.base import empty_checkpoint
 from psycopg_pool import AsyncConnectionPool
 
+from benches._workload import thread_checkpoints
 from fastcheckpoint.postgres._store import connection_kwargs
 from tests.text import turn_messages
 
 
 def checkpoints(saver, thread: str, turns: int) -> list[tuple]:
     """The thread's puts: ``(config, checkpoint, metadata, new_versions)``."""
-    out, msgs, parent, version = [], [], None, None
-    for t in range(turns):
-        for m in turn_messages(t, thread):
-            msgs = [*msgs, m]
-            cp = empty_checkpoint()
-            version = saver.get_next_version(version, None)
-            cp["channel_values"] = {"messages": msgs}
-            cp["channel_versions"] = {"messages": version}
-            cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
-            out.append((cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version}))
-            parent = cp["id"]
-    return out
+    return list(thread_checkpoints(saver, (m for t in range(turns) for m in turn_messages(t, thread)), thread))
 
 
 def run(uri: str, impl: str, worker: int, threads: int, turns: int, start_at: float) -> dict:

@@ -1,0 +1,24 @@
+"""The puts a chat thread makes: one checkpoint per message, each holding the
+history so far (as ``add_messages`` builds it) and the child of the one before."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from langgraph.checkpoint.base import empty_checkpoint
+
+
+def thread_checkpoints(saver: Any, messages: Iterable[Any], thread: str = "t") -> Iterator[tuple]:
+    """``(config, checkpoint, metadata, new_versions)`` per message, as ``put`` takes them."""
+    msgs: list = []
+    parent = version = None
+    for m in messages:
+        msgs = [*msgs, m]
+        cp = empty_checkpoint()
+        version = saver.get_next_version(version, None)
+        cp["channel_values"] = {"messages": msgs}
+        cp["channel_versions"] = {"messages": version}
+        cfg = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": parent}}
+        yield cfg, cp, {"source": "loop", "step": len(msgs)}, {"messages": version}
+        parent = cp["id"]  # what put returns as the new checkpoint_id
