@@ -4,6 +4,7 @@ and a real PostgreSQL server, on databases written by real graph runs."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -260,6 +261,35 @@ def test_verify_reports_damage(our_file: Path):
     assert any("CorruptDataError" in d["error"] for d in report["damage"] if d["thread_id"] == "user-1")
     # Only the named thread is checked when asked.
     assert fc("verify", our_file, "--thread", "user-0").returncode == 0
+
+
+def test_verify_reports_refused_types_without_failing_the_thread(tmp_path: Path):
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from tests.corpus import Profile
+
+    db = tmp_path / "refused.db"
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"data": {"u": Profile(name="x")}}
+        cp["channel_versions"] = {"data": saver.get_next_version(None, None)}
+        saver.put({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, cp, {}, cp["channel_versions"])
+    strict = {**os.environ, "LANGGRAPH_STRICT_MSGPACK": "true"}
+    r = subprocess.run(
+        [sys.executable, "-m", "fastcheckpoint", "verify", str(db)], capture_output=True, text=True, env=strict
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ok" in r.stdout and "refused type: tests.corpus.Profile (1 values" in r.stdout
+    report = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "fastcheckpoint", "verify", str(db), "--json"],
+            capture_output=True,
+            text=True,
+            env=strict,
+        ).stdout
+    )
+    assert report["refused"] == {"tests.corpus.Profile": 1} and not report["damage"]
+    assert "refused" not in fc("verify", db).stdout  # the permissive default reads it as the model
 
 
 def test_verify_reports_a_broken_delta_chain(our_file: Path):

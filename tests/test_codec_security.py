@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import typing
 
 import ormsgpack
+import pydantic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,16 +40,20 @@ def canary(tmp_path):
     assert not path.exists(), "a hostile payload ran a command"
 
 
+@pytest.mark.parametrize("raise_refused", [False, True], ids=["as-upstream", "raise"])
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "default"])
 @pytest.mark.parametrize("target", CALLABLES, ids=lambda t: ".".join(t))
 @pytest.mark.parametrize("code", [0, 1, 2, 3, 4, 5])
-def test_callables_named_by_a_blob_are_refused(code, target, strict, canary) -> None:
+def test_callables_named_by_a_blob_are_refused(code, target, strict, raise_refused, canary) -> None:
     cmd = f"touch {canary}"
     arg = {0: cmd, 1: [cmd], 2: {"args": cmd}, 3: cmd, 4: {"args": cmd}, 5: {"args": cmd}}[code]
     payload = [*target, arg] + (["fromisoformat"] if code == 3 else ["model_validate_json"] if code == 5 else [])
-    serde = RustSerializer(allowed_msgpack_modules=None if strict else True)
-    with pytest.raises(DisallowedTypeError):
-        serde.loads_typed(("msgpack", ext(code, payload)))
+    serde = RustSerializer(allowed_msgpack_modules=None if strict else True, raise_refused=raise_refused)
+    if raise_refused:
+        with pytest.raises(DisallowedTypeError):
+            serde.loads_typed(("msgpack", ext(code, payload)))
+    else:  # the stored arguments, as upstream returns a refused value: inert data
+        assert serde.loads_typed(("msgpack", ext(code, payload))) == arg
 
 
 def test_upstream_default_mode_would_have_run_it(tmp_path) -> None:
@@ -59,10 +65,22 @@ def test_upstream_default_mode_would_have_run_it(tmp_path) -> None:
     assert canary.exists()
 
 
-def test_strict_mode_refuses_user_types_but_allowlist_admits_them() -> None:
+def test_strict_mode_refuses_user_types_but_allowlist_admits_them(caplog) -> None:
     typed = RustSerializer().dumps_typed(Profile(name="x"))
     with pytest.raises(DisallowedTypeError, match="allowed_msgpack_modules"):
-        RustSerializer(allowed_msgpack_modules=None).loads_typed(typed)
+        RustSerializer(allowed_msgpack_modules=None, raise_refused=True).loads_typed(typed)
+    # By default as upstream: the field dict, with its warning and event.
+    from langgraph.checkpoint.serde.event_hooks import register_serde_event_listener
+
+    events: list = []
+    unregister = register_serde_event_listener(events.append)
+    try:
+        for serde in (RustSerializer(allowed_msgpack_modules=None), JsonPlusSerializer(allowed_msgpack_modules=None)):
+            assert serde.loads_typed(typed) == Profile(name="x").model_dump()
+    finally:
+        unregister()
+    assert [e["kind"] for e in events] == ["msgpack_blocked", "msgpack_blocked"]
+    assert "Blocked deserialization of tests.corpus.Profile" in caplog.text
     allowed = RustSerializer(allowed_msgpack_modules=None).with_msgpack_allowlist([Profile])
     assert allowed.loads_typed(typed) == Profile(name="x")
 
@@ -72,7 +90,7 @@ def test_strict_env_var_is_honoured() -> None:
         "from fastcheckpoint.serde import RustSerializer;"
         "from tests.corpus import Profile;"
         "from fastcheckpoint.errors import DisallowedTypeError\n"
-        "s = RustSerializer(); t = s.dumps_typed(Profile(name='x'))\n"
+        "s = RustSerializer(raise_refused=True); t = s.dumps_typed(Profile(name='x'))\n"
         "try:\n s.loads_typed(t)\nexcept DisallowedTypeError:\n print('refused')"
     )
     import subprocess
@@ -200,15 +218,19 @@ def lc_json(lc: int, target: tuple[str, str], cmd: str) -> bytes:
 @pytest.mark.parametrize("target", CALLABLES, ids=lambda t: ".".join(t))
 @pytest.mark.parametrize("lc", [1, 2])
 def test_json_tags_naming_callables_are_refused_in_strict_mode(lc, target, canary) -> None:
+    payload = lc_json(lc, target, f"touch {canary}")
     with pytest.raises(DisallowedTypeError):
-        RustSerializer(allowed_msgpack_modules=None).loads_typed(("json", lc_json(lc, target, f"touch {canary}")))
+        RustSerializer(allowed_msgpack_modules=None, raise_refused=True).loads_typed(("json", payload))
+    if lc == 2:  # as upstream: the raw dict (lc 1 is langchain-core's refusal, an error upstream too)
+        assert RustSerializer(allowed_msgpack_modules=None).loads_typed(("json", payload)) == json.loads(payload)
 
 
 @pytest.mark.parametrize("target", CALLABLES, ids=lambda t: ".".join(t))
 def test_json_tags_never_call_functions_even_when_json_modules_are_allowed(target, tmp_path, canary) -> None:
     payload = lc_json(2, target, f"touch {canary}")
     with pytest.raises(DisallowedTypeError, match="not a data type"):
-        RustSerializer(allowed_json_modules=True).loads_typed(("json", payload))
+        RustSerializer(allowed_json_modules=True, raise_refused=True).loads_typed(("json", payload))
+    assert RustSerializer(allowed_json_modules=True).loads_typed(("json", payload)) == json.loads(payload)
     # Upstream's default leaves the dict inert, and so do we.
     assert RustSerializer().loads_typed(("json", payload)) == json.loads(payload)
     if target == ("os", "system"):  # what upstream does once the modules are allowed
@@ -228,8 +250,11 @@ def test_json_data_types_still_revive() -> None:
 def test_delta_snapshots_wrapping_callables_are_refused(strict, canary) -> None:
     inner = ormsgpack.Ext(0, ormsgpack.packb(["os", "system", f"touch {canary}"]))
     blob = ormsgpack.packb(ormsgpack.Ext(7, ormsgpack.packb([inner])))
+    allowed = None if strict else True
     with pytest.raises(DisallowedTypeError):
-        RustSerializer(allowed_msgpack_modules=None if strict else True).loads_typed(("msgpack", blob))
+        RustSerializer(allowed_msgpack_modules=allowed, raise_refused=True).loads_typed(("msgpack", blob))
+    snapshot = RustSerializer(allowed_msgpack_modules=allowed).loads_typed(("msgpack", blob))
+    assert snapshot.value == [f"touch {canary}"]
 
 
 @pytest.mark.parametrize("strict", [True, False], ids=["strict", "default"])
@@ -238,7 +263,7 @@ def test_unencrypted_rows_under_encryption_are_still_refused(strict, canary) -> 
     serializer: a crafted plain row meets our refusals, not a call."""
     from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
-    inner = RustSerializer(allowed_msgpack_modules=None if strict else True)
+    inner = RustSerializer(allowed_msgpack_modules=None if strict else True, raise_refused=True)
     serde = EncryptedSerializer.from_pycryptodome_aes(serde=inner, key=b"k" * 16)
     with pytest.raises(DisallowedTypeError):
         serde.loads_typed(("msgpack", ext(0, ["os", "system", f"touch {canary}"])))
@@ -248,3 +273,46 @@ def test_unencrypted_rows_under_encryption_are_still_refused(strict, canary) -> 
             serde.loads_typed(("json", hostile))
     else:  # inert, as upstream's default leaves it
         assert serde.loads_typed(("json", hostile)) == json.loads(hostile)
+    as_upstream = EncryptedSerializer.from_pycryptodome_aes(
+        serde=RustSerializer(allowed_msgpack_modules=None if strict else True), key=b"k" * 16
+    )
+    assert as_upstream.loads_typed(("msgpack", ext(0, ["os", "system", f"touch {canary}"]))) == f"touch {canary}"
+
+
+class Unlisted(pydantic.BaseModel):
+    y: int
+
+
+class AnyState(typing.TypedDict, total=False):
+    data: dict[str, typing.Any]
+    turns: int
+
+
+def test_a_thread_holding_a_refused_type_stays_resumable(tmp_path) -> None:
+    """Strict mode with a state field typed ``Any`` that holds an unlisted model:
+    as upstream, the next run reads it back as its field dict and goes on."""
+    from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqliteSaver
+    from langgraph.graph import START, StateGraph
+
+    from fastcheckpoint.sqlite import SqliteSaver
+
+    def step(state: AnyState) -> dict:
+        data = state.get("data") or {"u": Unlisted(y=1)}
+        return {"data": data, "turns": state.get("turns", 0) + 1}
+
+    graph = StateGraph(AnyState)
+    graph.add_node("step", step)
+    graph.add_edge(START, "step")
+    cfg = {"configurable": {"thread_id": "t"}}
+    results = []
+    for saver_cls, serde in (
+        (UpstreamSqliteSaver, JsonPlusSerializer(allowed_msgpack_modules=None)),
+        (SqliteSaver, RustSerializer(allowed_msgpack_modules=None)),
+    ):
+        with saver_cls.from_conn_string(str(tmp_path / f"{saver_cls.__module__}.db")) as saver:
+            saver.serde = serde
+            app = graph.compile(checkpointer=saver)
+            app.invoke({"turns": 0}, cfg)
+            results.append(app.invoke({}, cfg))
+            assert app.get_state(cfg).values == results[-1]
+    assert results[0] == results[1] == {"data": {"u": {"y": 1}}, "turns": 2}

@@ -187,8 +187,28 @@ def is_data_type(cls: Any) -> bool:
     return cls.__module__.split(".")[0] == "pydantic" and hasattr(cls, "get_secret_value")
 
 
-def on_blocked(module: str, name: str) -> None:
+def on_blocked(module: str, name: str, reason: str) -> None:
+    """A refused type: upstream's event and (once per type) warning."""
     emit_serde_event({"kind": "msgpack_blocked", "module": module, "name": name})
+    _warn_once(
+        "blocked",
+        module,
+        name,
+        "Blocked deserialization of %s.%s - %s. Add to allowed_msgpack_modules to allow: [(%r, %r)]",
+        module,
+        name,
+        reason,
+        module,
+        name,
+    )
+
+
+def on_method_blocked(module: str, name: str, method: str) -> None:
+    """A refused method call: upstream's event and warning."""
+    emit_serde_event({"kind": "msgpack_method_blocked", "module": module, "name": name, "method": method})
+    logger.warning(
+        "Blocked deserialization of method call %s.%s.%s - not in allowed methods set.", module, name, method
+    )
 
 
 def on_unregistered(module: str, name: str) -> None:

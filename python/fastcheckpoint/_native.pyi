@@ -13,6 +13,7 @@ class Codec:
         allowed: Iterable[tuple[str, ...]] | None = None,
         safe: Iterable[tuple[str, ...]] | None = None,
         safe_methods: Iterable[tuple[str, str, str]] | None = None,
+        raise_refused: bool = False,
     ) -> None: ...
     @property
     def permissive(self) -> bool: ...

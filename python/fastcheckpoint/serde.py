@@ -3,8 +3,9 @@
 It subclasses ``JsonPlusSerializer`` (so ``isinstance`` checks, ``with_allowlist``
 and ``EncryptedSerializer`` keep working) and replaces the hot paths: the
 ``"msgpack"`` type is encoded and decoded by the native codec, byte-compatible
-with upstream in both directions. Security differs on purpose: a refused type is a
-``DisallowedTypeError`` instead of a silently returned raw payload, and even the
+with upstream in both directions. Security differs on purpose: a refused type comes
+back as its raw payload as upstream returns it (or a ``DisallowedTypeError`` with
+``raise_refused=True``), never called, and even the
 permissive default only constructs data types (see README, "Differences").
 """
 
@@ -24,12 +25,13 @@ from fastcheckpoint.errors import CheckpointError, DisallowedTypeError, UnknownS
 EMPTY_BYTES = b""
 
 
-def _make_codec(allowed: set[tuple[str, ...]] | Literal[True] | None) -> Codec:
+def _make_codec(allowed: set[tuple[str, ...]] | Literal[True] | None, raise_refused: bool) -> Codec:
     return Codec(
         permissive=allowed is True,
         allowed=None if allowed is True else allowed,
         safe=_lg_msgpack.SAFE_MSGPACK_TYPES,
         safe_methods=_lg_msgpack.SAFE_MSGPACK_METHODS,
+        raise_refused=raise_refused,
     )
 
 
@@ -37,8 +39,14 @@ class RustSerializer(JsonPlusSerializer):
     """Serializer whose msgpack encoding and decoding run in Rust.
 
     Same constructor as ``JsonPlusSerializer``. ``LANGGRAPH_STRICT_MSGPACK`` and
-    ``allowed_msgpack_modules`` are honoured as upstream does; ``pickle`` is only
-    ever read or written when ``pickle_fallback=True``.
+    ``allowed_msgpack_modules`` are honoured as upstream does: a value whose type
+    the policy refuses is read back as upstream reads it, its raw stored
+    arguments (a model's field dict), with upstream's warning and
+    ``msgpack_blocked`` event, so a thread stays readable and resumable. Unlike
+    upstream, nothing a refused value names is ever called, and the permissive
+    default reconstructs data types only. ``raise_refused=True`` makes every
+    refusal a ``DisallowedTypeError`` instead. ``pickle`` is only ever read or
+    written when ``pickle_fallback=True``.
     """
 
     def __init__(
@@ -47,6 +55,7 @@ class RustSerializer(JsonPlusSerializer):
         pickle_fallback: bool = False,
         allowed_json_modules: Iterable[tuple[str, ...]] | Literal[True] | None = None,
         allowed_msgpack_modules: Any = _lg_msgpack._SENTINEL,
+        raise_refused: bool = False,
         __unpack_ext_hook__: Any = None,
     ) -> None:
         super().__init__(
@@ -55,12 +64,14 @@ class RustSerializer(JsonPlusSerializer):
             allowed_msgpack_modules=allowed_msgpack_modules,
             __unpack_ext_hook__=__unpack_ext_hook__,
         )
-        self._codec = _make_codec(self._allowed_msgpack_modules)
+        self.raise_refused = raise_refused
+        self._codec = _make_codec(self._allowed_msgpack_modules, raise_refused)
 
     def with_msgpack_allowlist(self, extra_allowlist: Iterable[tuple[str, ...] | type]) -> RustSerializer:
+        """A copy whose allowlist also admits ``extra_allowlist`` (as upstream's)."""
         clone = super().with_msgpack_allowlist(extra_allowlist)
         if clone is not self:
-            clone._codec = _make_codec(clone._allowed_msgpack_modules)
+            clone._codec = _make_codec(clone._allowed_msgpack_modules, self.raise_refused)
         return clone  # type: ignore[return-value]
 
     @property
@@ -110,7 +121,8 @@ class RustSerializer(JsonPlusSerializer):
         if lc == 2 and not self._codec.permissive and not _is_safe_json_type(id_):
             allowed = self._allowed_json_modules
             if allowed is not True and tuple(id_) not in (allowed or ()):
-                # Upstream returns the raw dict here; strict mode refuses.
+                if not self.raise_refused:
+                    return value  # the raw dict, as upstream
                 raise DisallowedTypeError(f"refused to revive {name} from stored JSON: not in allowed_json_modules")
         try:
             return super()._reviver(value)
@@ -134,6 +146,8 @@ class RustSerializer(JsonPlusSerializer):
         except Exception:
             return super()._revive_lc2(value)  # upstream's warning and None
         if not _is_safe_json_type(value["id"]) and not is_data_type(cls):
+            if not self.raise_refused:
+                return value  # inert: upstream would call it
             raise DisallowedTypeError(
                 f"refused to revive {'.'.join(value['id'])} from stored JSON: it is not a data type "
                 "(pydantic model, dataclass, enum, named tuple or standard value type)"

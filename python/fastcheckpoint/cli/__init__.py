@@ -210,6 +210,11 @@ def _print_verify(report: dict[str, Any], as_json: bool) -> None:
     for d in report["damage"]:
         where = " ".join(f"{k}={v!r}" for k, v in d.items() if k != "error")
         _out(f"  damaged: {where}: {d.get('error', '')}")
+    for name, n in report.get("refused", {}).items():
+        _out(
+            f"  refused type: {name} ({n} values, read as their stored arguments; "
+            "allow it with allowed_msgpack_modules to read it as the type)"
+        )
     for w in report["warnings"][:50]:
         where = " ".join(f"{k}={v!r}" for k, v in w.items() if k != "warning")
         _out(f"  warning: {where}: {w['warning']}")
@@ -218,8 +223,26 @@ def _print_verify(report: dict[str, Any], as_json: bool) -> None:
 
 
 def _verify_db(db: Database, threads: list[str] | None) -> dict[str, Any]:
+    """Checks every stored value decodes; types the serializer's policy refuses
+    (read back as their stored arguments, as a saver would) are reported, not damage."""
+    from collections import Counter
+
+    from langgraph.checkpoint.serde.event_hooks import register_serde_event_listener
+
+    refused: Counter[str] = Counter()
+
+    def on_event(event: Any) -> None:
+        if event.get("kind") in ("msgpack_blocked", "msgpack_method_blocked"):
+            refused[".".join(str(event[k]) for k in ("module", "name", "method") if k in event)] += 1
+
     saver = db.ours()
-    return verify(saver, threads or _all_threads(db), None if db.pg else "PRAGMA integrity_check")
+    unregister = register_serde_event_listener(on_event)
+    try:
+        report = verify(saver, threads or _all_threads(db), None if db.pg else "PRAGMA integrity_check")
+    finally:
+        unregister()
+    report["refused"] = dict(sorted(refused.items()))
+    return report
 
 
 def cmd_verify(db: Database, args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 //! `Codec`: the native half of `fastcheckpoint.serde.RustSerializer`.
 //!
-//! Security policy (mirrors `JsonPlusSerializer`'s `allowed_msgpack_modules`, but
-//! refusals are typed errors instead of silently returned raw arguments):
+//! Security policy (mirrors `JsonPlusSerializer`'s `allowed_msgpack_modules`; a
+//! refused value comes back as its raw stored arguments, as upstream returns it,
+//! with upstream's warning and event, or as a typed error with `raise_refused`):
 //! * types in LangGraph's `SAFE_MSGPACK_TYPES` and in the explicit allowlist are
 //!   always reconstructed;
 //! * permissive mode (upstream's default) additionally reconstructs *data types*
@@ -10,6 +11,8 @@
 //!   `subprocess.Popen`, `builtins.eval`) is refused; nothing is called;
 //! * strict mode (`LANGGRAPH_STRICT_MSGPACK`, or an explicit allowlist) refuses
 //!   everything else.
+//!
+//! Nothing named by a refused value is ever called.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -31,6 +34,8 @@ type Key = (String, String);
 #[pyclass(frozen, module = "fastcheckpoint._native")]
 pub struct Codec {
     permissive: bool,
+    /// Refusals raise `DisallowedTypeError` instead of returning the raw payload.
+    raise_refused: bool,
     allowed: HashSet<Key>,
     safe: HashSet<Key>,
     safe_methods: HashSet<(String, String, String)>,
@@ -82,7 +87,10 @@ impl Codec {
         let cold = std(py).map_err(Unusable::Missing)?.cold.bind(py);
         let listed = self.safe.contains(&key) || self.allowed.contains(&key);
         if !listed && !self.permissive {
-            let _ = cold.call_method1("on_blocked", (module, name));
+            let _ = cold.call_method1(
+                "on_blocked",
+                (module, name, "not in allowed_msgpack_modules"),
+            );
             return Err(Unusable::Refused(disallowed_type_error(format!(
                 "refused to deserialize {module}.{name}: not in allowed_msgpack_modules \
                  (strict mode). Allow it with RustSerializer(allowed_msgpack_modules=[({module:?}, {name:?})])"
@@ -98,7 +106,7 @@ impl Codec {
                 .and_then(|r| r.extract())
                 .map_err(Unusable::Missing)?;
             if !ok {
-                let _ = cold.call_method1("on_blocked", (module, name));
+                let _ = cold.call_method1("on_blocked", (module, name, "not a data type"));
                 return Err(Unusable::Refused(disallowed_type_error(format!(
                     "refused to deserialize {module}.{name}: it is not a data type \
                      (pydantic model, dataclass, enum, named tuple or standard value type)"
@@ -138,7 +146,10 @@ impl Codec {
                 method.to_owned(),
             ));
             if !listed {
-                let _ = cold.call_method1("on_blocked", (module, name));
+                let _ = cold.call_method1("on_method_blocked", (module, name, method));
+                if !self.raise_refused {
+                    return Ok((payload.clone(), None));
+                }
                 return Err(disallowed_type_error(format!(
                     "refused to deserialize {module}.{name}.{method}: method not in the allowed set"
                 )));
@@ -148,6 +159,10 @@ impl Codec {
             Some(r) => (r, None),
             None => match self.resolve(py, module, name) {
                 Ok(r) => (r.clone(), Some(r)),
+                // As upstream: the raw payload, never a call.
+                Err(Unusable::Refused(_)) if !self.raise_refused => {
+                    return Ok((payload.clone(), None))
+                }
                 Err(Unusable::Refused(e)) => return Err(e),
                 Err(Unusable::Missing(e)) => {
                     let raw =
@@ -347,15 +362,17 @@ fn keys<'py, T: FromPyObject<'py> + Eq + std::hash::Hash>(
 #[pymethods]
 impl Codec {
     #[new]
-    #[pyo3(signature = (*, permissive, allowed=None, safe=None, safe_methods=None))]
+    #[pyo3(signature = (*, permissive, allowed=None, safe=None, safe_methods=None, raise_refused=false))]
     fn new(
         permissive: bool,
         allowed: Option<&Bound<'_, PyAny>>,
         safe: Option<&Bound<'_, PyAny>>,
         safe_methods: Option<&Bound<'_, PyAny>>,
+        raise_refused: bool,
     ) -> PyResult<Self> {
         Ok(Codec {
             permissive,
+            raise_refused,
             allowed: keys(allowed)?,
             safe: keys(safe)?,
             safe_methods: keys(safe_methods)?,
