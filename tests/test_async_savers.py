@@ -4,6 +4,7 @@ sync savers refuse)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -48,6 +49,7 @@ async def saver(request, tmp_path) -> AsyncIterator:
         yield s
 
 
+@graphs.needs_async_context
 async def test_threads_memory_and_interrupts(saver) -> None:
     chat = graphs.chat_graph().compile(checkpointer=saver)
     await chat.ainvoke({"messages": [HumanMessage("a1")]}, cfg("a"))
@@ -82,6 +84,7 @@ async def test_history_fork_and_crash_resume(saver) -> None:
     assert (await fixed.ainvoke(None, cfg("crash")))["steps"] == ["a", "b", "c"]
 
 
+@graphs.needs_async_context
 async def test_subgraphs_delta_channel_store_and_durability(saver) -> None:
     sub = graphs.subgraph_parent().compile(checkpointer=saver)
     await sub.ainvoke({"steps": []}, cfg("s"))
@@ -253,3 +256,18 @@ async def test_closing_answers_every_put_and_stops_the_commit_thread(tmp_path, k
             await asyncio.sleep(0.01)
         assert _commit_threads() == before
         assert not loop.remove_reader(socket), "the loop still watches the commit thread's socket"
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="the limitation is CPython 3.10's")
+async def test_async_interrupts_need_cpython_311(saver) -> None:
+    """On 3.10, an async run that interrupts fails inside LangGraph, with
+    upstream's InMemorySaver exactly as with ours: not a saver matter."""
+    from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
+
+    errors = []
+    for s in (UpstreamMemory(), saver):
+        app = graphs.approval_graph().compile(checkpointer=s)
+        with pytest.raises(RuntimeError) as e:
+            await app.ainvoke({"request": "x", "log": []}, cfg("t"))
+        errors.append(str(e.value))
+    assert errors[0] == errors[1] == "Called get_config outside of a runnable context"

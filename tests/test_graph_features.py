@@ -223,6 +223,7 @@ def test_durability_modes_with_interrupt(saver, durability) -> None:
     assert out["status"] == "rejected"
 
 
+@graphs.needs_async_context
 async def test_async_graph_run(saver) -> None:
     app = graphs.approval_graph().compile(checkpointer=saver)
     await app.ainvoke({"request": "x", "log": []}, cfg("t"))
