@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from fastcheckpoint._saver import Op, Read
+from fastcheckpoint._ops import Op, Read
 
 if TYPE_CHECKING:
     from fastcheckpoint._saver import StoreSaver

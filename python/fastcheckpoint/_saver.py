@@ -1,16 +1,13 @@
 """The one saver implementation behind every SQL backend (SQLite and Postgres,
 sync and async).
 
-Each operation is written once, as a generator that yields its I/O and gets
-the results back ("sans-I/O"): ``Read([(sql, params), ...])`` asks for the rows
-of several queries from one consistent snapshot, ``Write([(sql, params,
-require_row), ...])`` for one transaction (the row counts come back; a store
-error is thrown into the generator), ``Page([...])`` hands a page of listed
-checkpoints out. A backend supplies the store that runs them and its SQL
-dialect (``sql``: a module of statements with the same names on every
-backend, written with SQLite's ``?``/``?N`` placeholders); sync savers drive
-the generators with ``_run`` / ``_iter``, async ones with their own ``await``
-driver over the same generators.
+Each operation is written once, as a generator in the vocabulary of
+``_ops`` (it yields ``Read`` / ``Write`` / ``Page`` and gets the results
+back). A backend supplies the store that runs them and its SQL dialect
+(``sql``: a module of statements with the same names on every backend,
+written with SQLite's ``?``/``?N`` placeholders); sync savers drive the
+operations with ``_run`` / ``_iter``, async ones with ``_ops``' async
+drivers over the same generators (and group commit, ``_group``).
 """
 
 from __future__ import annotations
@@ -21,9 +18,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from types import ModuleType
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -42,6 +39,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from fastcheckpoint._native import DeltaWriter
+from fastcheckpoint._ops import AsyncStore, Op, Page, Read, Stmt, Store, T, Write, arun_op, iter_op, run_op
 from fastcheckpoint._retention import Retention, prune_strategy
 from fastcheckpoint._storage import (
     Stored,
@@ -59,170 +57,6 @@ from fastcheckpoint.serde import RustSerializer
 # Checkpoints fetched per round trip when listing.
 LIST_PAGE = 64
 logger = logging.getLogger("fastcheckpoint")
-
-Stmt = tuple[str, Sequence[Any], bool]
-# A caller's statements and the future its answer goes to.
-Waiting = tuple[list[Stmt], "asyncio.Future[list[int]]"]
-T = TypeVar("T")
-
-
-class Read(list):  # type: ignore[type-arg]
-    """Queries answered from one snapshot: ``[(sql, params), ...]`` -> list of row lists."""
-
-
-class Write(list):  # type: ignore[type-arg]
-    """Statements run in one transaction: ``[(sql, params, require_row), ...]`` -> row counts."""
-
-
-class Page(list):  # type: ignore[type-arg]
-    """Checkpoint tuples an operation hands out (listing)."""
-
-
-Op = Generator[Any, Any, T]
-
-
-class Store(Protocol):
-    def read(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]: ...
-    def write(self, statements: Sequence[Stmt]) -> list[int]: ...
-
-
-class AsyncStore(Protocol):
-    def read(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> Awaitable[list[list[tuple[Any, ...]]]]: ...
-    def write(self, statements: Sequence[Stmt]) -> Awaitable[list[int]]: ...
-
-
-async def aiter_op(op: Op[Any], store: AsyncStore) -> AsyncIterator[Page]:
-    """``StoreSaver._iter`` for an async store: runs ``op``, yielding its pages."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            request = op.throw(error) if error is not None else op.send(result)
-        except StopIteration:
-            return
-        result, error = None, None
-        if isinstance(request, Page):
-            yield request
-            continue
-        try:
-            result = await (store.read(request) if isinstance(request, Read) else store.write(request))
-        except Exception as e:
-            error = e
-
-
-async def arun_op(op: Op[T], store: AsyncStore) -> T:
-    """``StoreSaver._run`` for an async store."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            request = op.throw(error) if error is not None else op.send(result)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        if isinstance(request, Page):
-            raise AssertionError("an operation run for its result yielded a page")
-        result, error = None, None
-        try:
-            result = await (store.read(request) if isinstance(request, Read) else store.write(request))
-        except Exception as e:
-            error = e
-
-
-class GroupCommit:
-    """An async store whose writes from concurrent callers on one event loop
-    share transactions (group commit), for ``aput`` / ``aput_writes``.
-
-    Statements that arrive while groups are being committed wait for the next
-    one; ``commit(batches)`` runs a group and answers each batch with its row
-    counts or its own error (a failure of the transaction itself is raised:
-    nothing of the group was stored). A caller returns once the transaction
-    holding its statements has committed: the same guarantee as alone, for
-    one round of locking, committing (and on a server, one round trip) per
-    group. A group is taken once every caller ready to run has added its
-    statements (starting each write at once made groups smaller and the rate
-    lower: a commit costs more than the encoding it would overlap).
-
-    With ``depth`` 2, two groups may be in flight: when none is, the callers
-    waiting are split in two groups, so that from then on one half encodes its
-    next puts while the other half's group commits (worth it only where a
-    commit does not hold up the event loop, see ``sqlite._base._Commits``)."""
-
-    def __init__(
-        self,
-        owner: object,
-        read: Callable[[Sequence[tuple[str, Sequence[Any]]]], Awaitable[list[list[tuple[Any, ...]]]]],
-        commit: Callable[[list[list[Stmt]]], Awaitable[list[Any]]],
-        depth: int = 1,
-    ) -> None:
-        self.owner = owner  # what the group was made for (a store that may be replaced)
-        self.read = read
-        self.commit = commit
-        self.depth = depth
-        self.pending: list[Waiting] = []
-        self.in_flight: set[asyncio.Future[Any]] = set()  # the groups committing
-        self.taking = False  # a take is scheduled
-
-    async def write(self, statements: Sequence[Stmt]) -> list[int]:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[list[int]] = loop.create_future()
-        self.pending.append((list(statements), done))
-        self._schedule(loop)
-        return await done
-
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Scheduled after the callbacks already ready to run: the callers just
-        # woken add their statements first.
-        if not self.taking and self.pending and len(self.in_flight) < self.depth:
-            self.taking = True
-            loop.call_soon(self._take, loop)
-
-    def _take(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.taking = False
-        while self.pending and len(self.in_flight) < self.depth:
-            group, self.pending = self.pending, []
-            if not self.in_flight and self.depth > 1 and len(group) > 1:
-                half = (len(group) + 1) // 2
-                group, self.pending = group[:half], group[half:]
-            try:
-                commit = self.commit([batch for batch, _ in group])
-            except Exception as e:  # refused before it started: nothing stored
-                self._settle(group, [e] * len(group))
-                continue
-            # Held until answered (a task nobody holds may be collected).
-            self.in_flight.add(answer := asyncio.ensure_future(commit))
-            answer.add_done_callback(lambda answer, group=group: self._answered(loop, group, answer))
-
-    def _answered(self, loop: asyncio.AbstractEventLoop, group: list[Waiting], answer: asyncio.Future[Any]) -> None:
-        self.in_flight.discard(answer)
-        if answer.cancelled():  # the loop is shutting down
-            results: list[Any] = [asyncio.CancelledError()] * len(group)
-        elif (e := answer.exception()) is not None:  # the transaction as a whole failed: nothing stored
-            results = [e] * len(group)
-        else:
-            results = answer.result()
-        self._settle(group, results)
-        self._schedule(loop)
-
-    @staticmethod
-    def _settle(group: list[Waiting], results: list[Any]) -> None:
-        for (_, done), result in zip(group, results, strict=True):
-            if done.done():  # its caller was cancelled (what it wrote is stored all the same)
-                continue
-            if isinstance(result, Exception):
-                done.set_exception(result)
-            elif isinstance(result, BaseException):  # the commit was cancelled or interrupted
-                done.cancel()
-            else:
-                done.set_result(result)
-
-
-def on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether the caller runs on ``loop`` (where an async saver's sync methods
-    would deadlock waiting for it)."""
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def metadata_json(sql: ModuleType, config: RunnableConfig, metadata: CheckpointMetadata) -> str:
@@ -284,30 +118,12 @@ class StoreSaver(BaseCheckpointSaver[str]):
     # -- drivers ---------------------------------------------------------------------
 
     def _iter(self, op: Op[T], store: Store | None = None) -> Generator[Page, None, T]:
-        """Runs ``op`` on the store, yielding its pages; returns its result."""
-        store = store or self._ready()
-        result: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                request = op.throw(error) if error is not None else op.send(result)
-            except StopIteration as stop:
-                return stop.value
-            result, error = None, None
-            if isinstance(request, Page):
-                yield request
-                continue
-            try:
-                result = store.read(request) if isinstance(request, Read) else store.write(request)
-            except Exception as e:
-                error = e
+        """Runs ``op`` on the store (default: this saver's), yielding its pages; returns its result."""
+        return iter_op(op, store or self._ready())
 
     def _run(self, op: Op[T], store: Store | None = None) -> T:
-        try:
-            next(self._iter(op, store))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        raise AssertionError("an operation run for its result yielded a page")
+        """Runs ``op`` on the store (default: this saver's); returns its result."""
+        return run_op(op, store or self._ready())
 
     # -- reading -------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from fastcheckpoint._copy import OurTables, Record, Source, decode_thread
 from fastcheckpoint._native import ENVELOPE_TYPE, blob_info
-from fastcheckpoint._saver import Op, Read, StoreSaver
+from fastcheckpoint._ops import Op, Read
+from fastcheckpoint._saver import StoreSaver
 
 
 def query_op(sql: str, params: Iterable[Any] = ()) -> Op[list[Any]]:

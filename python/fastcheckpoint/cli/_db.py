@@ -9,7 +9,8 @@ import urllib.parse
 from typing import Any
 
 from fastcheckpoint._copy import Source
-from fastcheckpoint._saver import Op, Read, StoreSaver, T
+from fastcheckpoint._ops import Op, Read, T
+from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import CheckpointError, StorageError
 
 _PG_SCHEMES = ("postgresql://", "postgres://")

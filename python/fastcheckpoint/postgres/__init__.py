@@ -27,7 +27,8 @@ from psycopg import Connection, Pipeline
 from psycopg_pool import ConnectionPool
 
 from fastcheckpoint._copy import migrate_upstream_op
-from fastcheckpoint._saver import Op, Read, StoreSaver, Write
+from fastcheckpoint._ops import Op, Read, Write
+from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import ConfigError
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres._legacy import UpstreamPostgres

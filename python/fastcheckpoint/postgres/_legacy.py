@@ -17,7 +17,7 @@ from typing import Any
 from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._copy import Key, Record, pending
-from fastcheckpoint._saver import Op, Read
+from fastcheckpoint._ops import Op, Read
 
 _COLUMNS = """SELECT table_name, column_name FROM information_schema.columns
     WHERE table_schema = current_schema() AND table_name IN ('checkpoints', 'checkpoint_blobs', 'checkpoint_writes')"""

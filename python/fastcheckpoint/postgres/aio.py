@@ -5,7 +5,7 @@ Same constructor (a psycopg ``AsyncConnection`` or ``AsyncConnectionPool``,
 operations are the shared saver's, driven with ``await``: with a pool every
 call borrows its own connection, so concurrent graph runs do not queue behind
 one lock (upstream #7259), and the puts of concurrent tasks share transactions
-(``_saver.GroupCommit``). As upstream, the sync methods may be called from
+(``_group.GroupCommit``). As upstream, the sync methods may be called from
 other threads while the event loop runs.
 """
 
@@ -25,7 +25,9 @@ from langgraph.checkpoint.base import (
 from psycopg import AsyncConnection, AsyncPipeline
 from psycopg_pool import AsyncConnectionPool
 
-from fastcheckpoint._saver import GroupCommit, StoreSaver, aiter_op, arun_op, on_loop
+from fastcheckpoint._group import GroupCommit, on_loop
+from fastcheckpoint._ops import aiter_op, arun_op
+from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres import setup_op
 from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, AsyncPgStore, connection_kwargs

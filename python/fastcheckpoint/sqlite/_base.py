@@ -9,7 +9,7 @@ connection they are given and in how ``setup`` is awaited.
 The async methods run the sync ones on worker threads (the store releases the
 GIL), except ``aput`` / ``aput_writes``: they encode on the event loop, as
 upstream's AsyncSqliteSaver does, and their statements join a group commit
-(``_saver.GroupCommit``) run by the store's commit thread (``_Commits``):
+(``_group.GroupCommit``) run by the store's commit thread (``_Commits``):
 each caller's statements in a savepoint of their own, so a failing one is
 undone alone.
 """
@@ -25,8 +25,9 @@ from typing import Any
 from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._copy import migrate_upstream_op
+from fastcheckpoint._group import GroupCommit, on_loop
 from fastcheckpoint._native import SqliteStore
-from fastcheckpoint._saver import GroupCommit, StoreSaver, on_loop
+from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.sqlite import _schema as sql
 from fastcheckpoint.sqlite._legacy import UpstreamSqlite

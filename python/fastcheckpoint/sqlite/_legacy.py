@@ -16,7 +16,7 @@ from typing import Any
 from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._copy import Key, Record, pending
-from fastcheckpoint._saver import Op, Read
+from fastcheckpoint._ops import Op, Read
 
 _CHECKPOINT_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "type", "checkpoint"}
 _WRITE_COLUMNS = {"thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel", "type", "value"}

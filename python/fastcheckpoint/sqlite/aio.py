@@ -16,8 +16,8 @@ from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
+from fastcheckpoint._group import on_loop
 from fastcheckpoint._native import SqliteStore
-from fastcheckpoint._saver import on_loop
 from fastcheckpoint.sqlite import database_path
 from fastcheckpoint.sqlite._base import SqliteSaverBase
 
