@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fastcheckpoint._ops import Op, Read
+from fastcheckpoint._sql import CheckpointRow
 
 if TYPE_CHECKING:
     from fastcheckpoint._saver import StoreSaver
@@ -145,13 +146,13 @@ class OurTables:
     def pending_op(self, done: set[Key]) -> Op[list[tuple[str, int]]]:
         return pending((yield from keys_op(self.saver)), done)
 
-    def rows_op(self, thread_id: str) -> Op[tuple[list[Any], list[Any], list[Any]]]:
+    def rows_op(self, thread_id: str) -> Op[tuple[list[CheckpointRow], list[Any], list[Any]]]:
         """A thread's checkpoint rows (hidden ones too), blob rows and write rows, from one snapshot."""
         sql = self.saver.sql
         rows, blobs, writes = yield Read(
             [(sql.THREAD_ROWS, (thread_id,)), (sql.THREAD_BLOBS, (thread_id,)), (sql.THREAD_WRITES, (thread_id,))]
         )
-        return rows, blobs, writes
+        return [CheckpointRow(*r) for r in rows], blobs, writes
 
     def records_op(self, thread_id: str) -> Op[list[Record]]:
         rows, blob_rows, write_rows = yield from self.rows_op(thread_id)
@@ -159,7 +160,7 @@ class OurTables:
 
 
 def decode_thread(
-    saver: StoreSaver, rows: Sequence[Any], blob_rows: Sequence[Any], write_rows: Sequence[Any]
+    saver: StoreSaver, rows: Sequence[CheckpointRow], blob_rows: Sequence[Any], write_rows: Sequence[Any]
 ) -> list[Record | tuple[Key, Exception]]:
     """Every checkpoint of a thread rebuilt from its rows, or the error that
     stopped it (per checkpoint: one damaged row does not hide the others)."""
@@ -170,19 +171,19 @@ def decode_thread(
     cache: dict[tuple[Any, ...], Any] = {}
     out: list[Record | tuple[Key, Exception]] = []
     for r in rows:
-        key: Key = (r[0], r[1], r[2])
+        key: Key = (r.thread_id, r.checkpoint_ns, r.checkpoint_id)
         writes = by_key.get(key, [])
         try:
             t = saver._tuple(r[:7], blobs, [w[3:] for w in writes], cache)
             out.append(
                 Record(
                     key=key,
-                    parent_id=r[3],
+                    parent_id=r.parent_checkpoint_id,
                     checkpoint=t.checkpoint,  # type: ignore[arg-type]
                     metadata=json.dumps(t.metadata),
                     writes=[(w[3], w[7], w[8], w[4], w[5], bytes(w[6])) for w in writes],
-                    created_at=r[9],
-                    hidden=bool(r[8]),
+                    created_at=r.created_at,
+                    hidden=bool(r.hidden),
                 )
             )
         except Exception as e:  # reported per checkpoint by the callers

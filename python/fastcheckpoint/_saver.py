@@ -41,6 +41,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from fastcheckpoint._native import DeltaWriter
 from fastcheckpoint._ops import AsyncStore, Op, Page, Read, Stmt, Store, T, Write, arun_op, iter_op, run_op
 from fastcheckpoint._retention import Retention, prune_strategy
+from fastcheckpoint._sql import ThreadCheckpoint
 from fastcheckpoint._storage import (
     Stored,
     checkpoint_ns_of,
@@ -465,34 +466,35 @@ class StoreSaver(BaseCheckpointSaver[str]):
             rows, blob_rows = yield Read(
                 [(sql.THREAD_CHECKPOINTS, (thread_id,)), (sql.THREAD_BLOB_TYPES, (thread_id,))]
             )
-            if idle_since is not None and any((r[6] or 0) > idle_since for r in rows):
+            checkpoints = [ThreadCheckpoint(*r) for r in rows]
+            if idle_since is not None and any((c.created_at or 0) > idle_since for c in checkpoints):
                 return 0
             removed = 0
             stored = {(ns, ch, ver) for ns, ch, ver, t in blob_rows if t != "empty"}
-            by_ns: dict[str, dict[str, tuple[Any, ...]]] = {}
-            for r in rows:
-                by_ns.setdefault(r[0], {})[r[1]] = r
+            by_ns: dict[str, dict[str, ThreadCheckpoint]] = {}
+            for c in checkpoints:
+                by_ns.setdefault(c.checkpoint_ns, {})[c.checkpoint_id] = c
             batch: list[Stmt] = []
             for ns, entries in by_ns.items():
-                visible = {cid: r for cid, r in entries.items() if not r[4]}
+                visible = {cid: c for cid, c in entries.items() if not c.hidden}
                 doomed = set(doomed_in(ns, visible))
                 if not doomed:
                     continue
                 removed += len(doomed)
                 survivors = [cid for cid in visible if cid not in doomed]
 
-                def entry(cid: str, entries: Mapping[str, tuple[Any, ...]] = entries) -> Any:
-                    r = entries.get(cid)
-                    return None if r is None else (_json_text(r[3]), r[2])
+                def entry(cid: str, entries: Mapping[str, ThreadCheckpoint] = entries) -> Any:
+                    c = entries.get(cid)
+                    return None if c is None else (_json_text(c.channels), c.parent_checkpoint_id)
 
                 needed = needed_ancestors(
                     survivors, entry, lambda ch, ver, ns=ns, stored=stored: (ns, ch, str(ver)) in stored
                 )
-                for cid, r in entries.items():
-                    if not r[4] and cid not in doomed:
+                for cid, c in entries.items():
+                    if not c.hidden and cid not in doomed:
                         continue  # a survivor stays visible, even when another one needs it
                     if cid in needed:
-                        if not r[4]:
+                        if not c.hidden:
                             batch.append((sql.HIDE_CHECKPOINT, (thread_id, ns, cid), False))
                     else:
                         batch.extend((q, (thread_id, ns, cid), False) for q in sql.DELETE_CHECKPOINT)
@@ -517,7 +519,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
         for (thread_id,) in threads:
             yield from self._remove_op(
                 thread_id,
-                lambda ns, visible: [cid for cid, r in visible.items() if _json_text(r[5]).get("run_id") in wanted],
+                lambda ns, visible: [
+                    cid for cid, c in visible.items() if _json_text(c.metadata).get("run_id") in wanted
+                ],
             )
 
     def _prune_op(self, thread_ids: Sequence[str], strategy: str) -> Op[None]:

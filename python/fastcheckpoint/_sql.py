@@ -5,6 +5,8 @@ differ only in an expression the dialect passes in."""
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS fc_schema (version INTEGER NOT NULL)"
 GET_VERSION = "SELECT max(version) FROM fc_schema"
 SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
@@ -34,6 +36,35 @@ EXPIRED_THREADS = """SELECT thread_id FROM (
         SELECT thread_id, checkpoint_ns, count(*) AS n, max(coalesce(created_at, 0)) AS t
         FROM fc_checkpoints WHERE hidden = 0 GROUP BY thread_id, checkpoint_ns) g
     GROUP BY thread_id HAVING max(t) <= ?1 AND max(n) > ?2 ORDER BY thread_id"""
+
+
+class ThreadCheckpoint(NamedTuple):
+    """A row of each dialect's ``THREAD_CHECKPOINTS`` (what removal needs to know)."""
+
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    channels: Any  # channel_versions as JSON (text, or parsed by the backend)
+    hidden: int
+    metadata: Any  # JSON, as ``channels``
+    created_at: float | None
+
+
+class CheckpointRow(NamedTuple):
+    """A row of each dialect's ``THREAD_ROWS`` (whole checkpoints, for copies and the CLI)."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    type: str
+    checkpoint: bytes
+    metadata: Any
+    channels: Any
+    hidden: int
+    created_at: float | None
+
+
 # A thread's blob rows and write rows (THREAD_ROWS, per dialect, has its checkpoints).
 THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
 THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fastcheckpoint._sql import CheckpointRow
 from fastcheckpoint.cli import _render as render
 from fastcheckpoint.cli._check import compare, query_op, verify
 from fastcheckpoint.cli._db import CliError, Database
@@ -40,29 +41,30 @@ def _out(text: str = "") -> None:
 # -- reading helpers ------------------------------------------------------------------
 
 
-def _thread_rows(db: Database, thread_id: str, ns: str, *, hidden: bool = False) -> list[Any]:
+def _thread_rows(db: Database, thread_id: str, ns: str, *, hidden: bool = False) -> list[CheckpointRow]:
     """A thread's checkpoint rows in ``ns`` (visible ones, or all), newest
     first; CliError if it has none."""
     saver = db.ours()
-    rows = db.run(query_op(saver.sql.THREAD_ROWS, (thread_id,)))
+    rows = [CheckpointRow(*r) for r in db.run(query_op(saver.sql.THREAD_ROWS, (thread_id,)))]
     if not rows:
         raise CliError(f"{db.name}: no thread {thread_id!r}")
-    rows = [r for r in rows if r[1] == ns and (hidden or not r[8])]
+    rows = [r for r in rows if r.checkpoint_ns == ns and (hidden or not r.hidden)]
     if not rows:
         raise CliError(f"{db.name}: thread {thread_id!r} has no checkpoints in namespace {ns!r}")
-    return sorted(rows, key=lambda r: r[2], reverse=True)
+    return sorted(rows, key=lambda r: r.checkpoint_id, reverse=True)
 
 
-def _resolve(rows: list[Any], ref: str | None) -> str:
+def _resolve(rows: list[CheckpointRow], ref: str | None) -> str:
     """A checkpoint id from an id, a unique prefix of one, ``latest`` or
     ``latest~N`` (N checkpoints before the latest)."""
     if ref in (None, "latest"):
-        return str(rows[0][2])
+        return str(rows[0].checkpoint_id)
     if m := re.fullmatch(r"latest~(\d+)", ref):
         if int(m.group(1)) >= len(rows):
             raise CliError(f"{ref}: this thread has only {len(rows)} checkpoints")
-        return str(rows[int(m.group(1))][2])
-    matches = [r[2] for r in rows if r[2] == ref] or [r[2] for r in rows if str(r[2]).startswith(ref)]
+        return str(rows[int(m.group(1))].checkpoint_id)
+    ids = [r.checkpoint_id for r in rows]
+    matches = [i for i in ids if i == ref] or [i for i in ids if str(i).startswith(ref)]
     if len(matches) == 1:
         return str(matches[0])
     if not matches:
@@ -100,24 +102,25 @@ def cmd_threads(db: Database, args: argparse.Namespace) -> int:
 
 def cmd_history(db: Database, args: argparse.Namespace) -> int:
     every = _thread_rows(db, args.thread, args.ns, hidden=True)
-    rows = [r for r in every if not r[8]]
+    rows = [r for r in every if not r.hidden]
     serde = db.saver.serde
     types = db.run(query_op(db.saver.sql.THREAD_BLOB_TYPES, (args.thread,)))
     stored = {(ch, ver) for ns, ch, ver, type_ in types if ns == args.ns and type_ != "empty"}
     # Hidden rows too: a listed checkpoint's parent may be one.
-    decoded = {r[2]: serde.loads_typed((r[4], bytes(r[5]))) for r in every}
+    decoded = {r.checkpoint_id: serde.loads_typed((r.type, bytes(r.checkpoint))) for r in every}
     data = []
     for r in rows[: args.limit]:
-        c, meta = decoded[r[2]], json.loads(r[6]) if isinstance(r[6], (str, bytes)) else r[6]
+        c = decoded[r.checkpoint_id]
+        meta = json.loads(r.metadata) if isinstance(r.metadata, (str, bytes)) else r.metadata
         data.append(
             {
-                "checkpoint_id": r[2],
+                "checkpoint_id": r.checkpoint_id,
                 "step": meta.get("step"),
                 "source": meta.get("source"),
-                "nodes": render.writers(c, decoded.get(r[3])),
+                "nodes": render.writers(c, decoded.get(r.parent_checkpoint_id)),
                 "next": render.next_nodes(c, lambda ch, ver: (ch, str(ver)) in stored),
                 "ts": c.get("ts"),
-                "parent_checkpoint_id": r[3],
+                "parent_checkpoint_id": r.parent_checkpoint_id,
             }
         )
     if args.json:

@@ -14,6 +14,7 @@ from fastcheckpoint._copy import OurTables, Record, Source, decode_thread
 from fastcheckpoint._native import ENVELOPE_TYPE, blob_info
 from fastcheckpoint._ops import Op, Read
 from fastcheckpoint._saver import StoreSaver
+from fastcheckpoint._sql import CheckpointRow
 
 
 def query_op(sql: str, params: Iterable[Any] = ()) -> Op[list[Any]]:
@@ -25,7 +26,9 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-def verify_thread(saver: StoreSaver, rows: list[Any], blob_rows: list[Any], write_rows: list[Any]) -> dict[str, Any]:
+def verify_thread(
+    saver: StoreSaver, rows: list[CheckpointRow], blob_rows: list[Any], write_rows: list[Any]
+) -> dict[str, Any]:
     """Damage and warnings found in one thread's rows."""
     damage: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []
@@ -45,14 +48,14 @@ def verify_thread(saver: StoreSaver, rows: list[Any], blob_rows: list[Any], writ
             damage.append({**where, "error": f"delta base version {base} is missing (incomplete chain)"})
     keys = set()
     for r, result in zip(rows, decode_thread(saver, rows, blob_rows, write_rows), strict=True):
-        where = {"checkpoint_ns": r[1], "checkpoint_id": r[2]}
-        keys.add((r[1], r[2]))
+        where = {"checkpoint_ns": r.checkpoint_ns, "checkpoint_id": r.checkpoint_id}
+        keys.add((r.checkpoint_ns, r.checkpoint_id))
         if not isinstance(result, Record):
             e = result[1]
             damage.append({**where, "error": f"{type(e).__name__}: {e}"})
             continue
-        for ch, ver in (_json(r[7]) or {}).items():
-            if (r[1], ch, str(ver)) not in blobs:
+        for ch, ver in (_json(r.channels) or {}).items():
+            if (r.checkpoint_ns, ch, str(ver)) not in blobs:
                 warnings.append({**where, "channel": ch, "warning": f"no stored value for version {ver}"})
     for w in write_rows:
         if (w[1], w[2]) not in keys:

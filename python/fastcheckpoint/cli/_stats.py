@@ -56,16 +56,17 @@ def thread_stats(saver: StoreSaver, thread_id: str, channels: dict[str, dict[str
     history = []
     seen: set[tuple[str, str, str]] = set()
     for r in rows:
-        if r[8]:
+        if r.hidden:
             continue
-        versions = json.loads(r[7]) if isinstance(r[7], (str, bytes)) else r[7]
-        refs = [(r[1], ch, str(v)) for ch, v in versions.items() if (r[1], ch, str(v)) in blobs]
+        versions = json.loads(r.channels) if isinstance(r.channels, (str, bytes)) else r.channels
+        ns = r.checkpoint_ns
+        refs = [(ns, ch, str(v)) for ch, v in versions.items() if (ns, ch, str(v)) in blobs]
         new = [k for k in refs if k not in seen]
         seen.update(new)
         history.append(
             {
-                "checkpoint_id": r[2],
-                "stored": len(r[5]) + sum(len(blobs[k][1]) for k in new),
+                "checkpoint_id": r.checkpoint_id,
+                "stored": len(r.checkpoint) + sum(len(blobs[k][1]) for k in new),
                 "state": sum(logical[k] for k in refs),
             }
         )
