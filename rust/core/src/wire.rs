@@ -2,8 +2,31 @@
 
 use crate::{Error, Result};
 
-/// Deepest nesting accepted anywhere (arrays, maps, ext payloads).
+/// Deepest nesting accepted anywhere (arrays, maps, ext payloads), by the
+/// framing here and by the codec's encoder and decoder alike.
 pub const MAX_DEPTH: usize = 512;
+
+/// LangGraph's msgpack ext codes (`langgraph.checkpoint.serde.jsonplus`): the
+/// payload of each is `[module, name, arg(s)]` (plus a method name for 3 and,
+/// from upstream's pydantic encoder, an unused one for 5).
+pub mod ext {
+    /// `cls(arg)`.
+    pub const CONSTRUCTOR_SINGLE_ARG: i8 = 0;
+    /// `cls(*args)`.
+    pub const CONSTRUCTOR_POS_ARGS: i8 = 1;
+    /// `cls(**kwargs)`.
+    pub const CONSTRUCTOR_KW_ARGS: i8 = 2;
+    /// `cls.method(arg)`.
+    pub const METHOD_SINGLE_ARG: i8 = 3;
+    /// A pydantic v1 model: `cls(**fields)`, else `cls.construct(**fields)`.
+    pub const PYDANTIC_V1: i8 = 4;
+    /// A pydantic v2 model: `cls(**fields)`, else `cls.model_construct(**fields)`.
+    pub const PYDANTIC_V2: i8 = 5;
+    /// A numpy array: `[dtype, shape, order, buffer]`.
+    pub const NUMPY_ARRAY: i8 = 6;
+    /// LangGraph's `_DeltaSnapshot(value)`.
+    pub const DELTA_SNAPSHOT: i8 = 7;
+}
 
 fn need(buf: &[u8], pos: usize, n: usize) -> Result<()> {
     if buf.len().saturating_sub(pos) < n {

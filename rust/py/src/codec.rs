@@ -28,6 +28,7 @@ use crate::encode::Encoder;
 use crate::errors::{corrupt_data_error, disallowed_type_error};
 use crate::pyrefs::std;
 use fastcheckpoint_core::envelope;
+use fastcheckpoint_core::wire::ext;
 
 type Key = (String, String);
 
@@ -172,30 +173,30 @@ impl Codec {
             },
         };
         let cls = resolved.cls.bind(py);
-        if let (5, Some(fm)) = (code, &resolved.fast) {
+        if let (ext::PYDANTIC_V2, Some(fm)) = (code, &resolved.fast) {
             if let Some(obj) = fast_build(py, cls, fm, payload)? {
                 return Ok((obj, new));
             }
         }
         let built = match code {
-            0 => cls.call1((payload,)),
-            1 if module == "langgraph.types" && name == "Send" => {
+            ext::CONSTRUCTOR_SINGLE_ARG => cls.call1((payload,)),
+            ext::CONSTRUCTOR_POS_ARGS if module == "langgraph.types" && name == "Send" => {
                 cold.call_method1("send_from_args", (payload,))
             }
-            1 => payload
+            ext::CONSTRUCTOR_POS_ARGS => payload
                 .downcast::<PyList>()
                 .map_err(PyErr::from)
                 .and_then(|a| cls.call1(PyTuple::new(py, a)?)),
-            2 => payload
+            ext::CONSTRUCTOR_KW_ARGS => payload
                 .downcast::<PyDict>()
                 .map_err(PyErr::from)
                 .and_then(|kw| cls.call((), Some(kw))),
-            3 => cls
+            ext::METHOD_SINGLE_ARG => cls
                 .getattr(method.unwrap_or_default())
                 .and_then(|m| m.call1((payload,))),
             // pydantic v1 / v2: validate, else construct without validation (as upstream).
             _ => {
-                let fallback = if code == 4 {
+                let fallback = if code == ext::PYDANTIC_V1 {
                     "construct"
                 } else {
                     "model_construct"

@@ -12,7 +12,7 @@ use crate::codec::{Codec, Resolved};
 use crate::errors::deserialization_error;
 use crate::pyrefs::std;
 
-pub const MAX_DEPTH: usize = 512;
+use fastcheckpoint_core::wire::{ext, MAX_DEPTH};
 /// Map keys up to this length are shared within one decode...
 const KEY_CACHE_LEN: usize = 64;
 /// ...in a direct-mapped table of this many slots (a power of two)...
@@ -310,15 +310,15 @@ impl<'a, 'py> Decoder<'a, 'py> {
     fn ext_payload(&mut self, code: i8) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
         match code {
-            7 => {
+            ext::DELTA_SNAPSHOT => {
                 let v = self.whole()?;
                 std(py)?.delta_snapshot.bind(py).call1((v,))
             }
-            6 => {
+            ext::NUMPY_ARRAY => {
                 let v = self.whole()?;
                 std(py)?.cold.bind(py).call_method1("numpy_from", (v,))
             }
-            0..=5 => self.constructor(code),
+            ext::CONSTRUCTOR_SINGLE_ARG..=ext::PYDANTIC_V2 => self.constructor(code),
             _ => Err(deserialization_error(format!(
                 "unknown msgpack ext code {code}"
             ))),
@@ -339,7 +339,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
                 )))
             }
         };
-        let min = if code == 3 { 4 } else { 3 };
+        let min = if code == ext::METHOD_SINGLE_ARG { 4 } else { 3 };
         if n < min {
             return Err(deserialization_error(format!(
                 "ext {code} payload has {n} items"
@@ -349,7 +349,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let module = self.rust_str("module name")?;
         let name = self.rust_str("class name")?;
         let payload = self.value(false)?;
-        let method = if code == 3 {
+        let method = if code == ext::METHOD_SINGLE_ARG {
             Some(self.rust_str("method name")?)
         } else {
             None

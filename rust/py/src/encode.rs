@@ -21,16 +21,11 @@ use crate::errors::serialization_error;
 use crate::pyrefs::{std, Std};
 
 /// Deepest nesting we encode (a cycle ends here instead of overflowing the stack).
-pub const MAX_DEPTH: usize = 512;
+pub use fastcheckpoint_core::wire::MAX_DEPTH;
 /// Largest encoding we produce.
 pub const MAX_OUTPUT: usize = 1 << 31;
 
-const EXT_CONSTRUCTOR_SINGLE_ARG: i8 = 0;
-const EXT_CONSTRUCTOR_POS_ARGS: i8 = 1;
-const EXT_CONSTRUCTOR_KW_ARGS: i8 = 2;
-const EXT_METHOD_SINGLE_ARG: i8 = 3;
-const EXT_PYDANTIC_V2: i8 = 5;
-const EXT_DELTA_SNAPSHOT: i8 = 7;
+use fastcheckpoint_core::wire::ext;
 
 /// How instances of one type are encoded.
 enum Kind {
@@ -643,7 +638,7 @@ impl<'py> Encoder<'py> {
             Kind::List => self.seq(obj.downcast::<PyList>()?.iter()),
             Kind::DeltaSnapshot => {
                 let v = obj.getattr("value")?;
-                self.ext(EXT_DELTA_SNAPSHOT, |e| e.value(&v))
+                self.ext(ext::DELTA_SNAPSHOT, |e| e.value(&v))
             }
             Kind::PydanticFields {
                 fields,
@@ -670,7 +665,7 @@ impl<'py> Encoder<'py> {
                         None => {
                             let dumped = obj.call_method0("model_dump")?;
                             return self.tuple_ext(
-                                EXT_PYDANTIC_V2,
+                                ext::PYDANTIC_V2,
                                 head,
                                 Some("model_validate_json"),
                                 |e| e.value(&dumped),
@@ -683,7 +678,7 @@ impl<'py> Encoder<'py> {
                 } else {
                     None
                 };
-                self.tuple_ext(EXT_PYDANTIC_V2, head, Some("model_validate_json"), |e| {
+                self.tuple_ext(ext::PYDANTIC_V2, head, Some("model_validate_json"), |e| {
                     let n = fields.len() + extras.as_ref().map_or(0, |x| x.len());
                     rmp::encode::write_map_len(&mut e.buf, n as u32).ok();
                     for (f, v) in fields.iter().zip(vals) {
@@ -701,31 +696,31 @@ impl<'py> Encoder<'py> {
             }
             Kind::PydanticDump => {
                 let dumped = obj.call_method0("model_dump")?;
-                self.tuple_ext(EXT_PYDANTIC_V2, head, Some("model_validate_json"), |e| {
+                self.tuple_ext(ext::PYDANTIC_V2, head, Some("model_validate_json"), |e| {
                     e.value(&dumped)
                 })
             }
             Kind::NamedTuple => {
                 let d = obj.call_method0("_asdict")?;
-                self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| e.value(&d))
+                self.tuple_ext(ext::CONSTRUCTOR_KW_ARGS, head, None, |e| e.value(&d))
             }
             Kind::Uuid => {
                 let hex = obj.getattr("hex")?;
-                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&hex))
+                self.tuple_ext(ext::CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&hex))
             }
             Kind::Decimal => {
                 let s = obj.str()?.into_any();
-                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&s))
+                self.tuple_ext(ext::CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&s))
             }
             Kind::Collection => {
                 let items: Vec<Bound<'py, PyAny>> = obj.try_iter()?.collect::<PyResult<_>>()?;
-                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| {
+                self.tuple_ext(ext::CONSTRUCTOR_SINGLE_ARG, head, None, |e| {
                     e.seq(items.into_iter())
                 })
             }
             Kind::Datetime => {
                 let iso = obj.call_method0("isoformat")?;
-                self.tuple_ext(EXT_METHOD_SINGLE_ARG, head, Some("fromisoformat"), |e| {
+                self.tuple_ext(ext::METHOD_SINGLE_ARG, head, Some("fromisoformat"), |e| {
                     e.value(&iso)
                 })
             }
@@ -735,7 +730,7 @@ impl<'py> Encoder<'py> {
                     obj.getattr("seconds")?,
                     obj.getattr("microseconds")?,
                 ];
-                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| {
+                self.tuple_ext(ext::CONSTRUCTOR_POS_ARGS, head, None, |e| {
                     e.seq(args.into_iter())
                 })
             }
@@ -745,13 +740,13 @@ impl<'py> Encoder<'py> {
                     obj.getattr("month")?,
                     obj.getattr("day")?,
                 ];
-                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| {
+                self.tuple_ext(ext::CONSTRUCTOR_POS_ARGS, head, None, |e| {
                     e.seq(args.into_iter())
                 })
             }
             Kind::Time => {
                 const F: [&str; 6] = ["hour", "minute", "second", "microsecond", "tzinfo", "fold"];
-                self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| {
+                self.tuple_ext(ext::CONSTRUCTOR_KW_ARGS, head, None, |e| {
                     rmp::encode::write_map_len(&mut e.buf, F.len() as u32).ok();
                     for f in F {
                         rmp::encode::write_str(&mut e.buf, f).ok();
@@ -762,26 +757,26 @@ impl<'py> Encoder<'py> {
             }
             Kind::Timezone => {
                 let args = obj.call_method0("__getinitargs__")?;
-                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| e.value(&args))
+                self.tuple_ext(ext::CONSTRUCTOR_POS_ARGS, head, None, |e| e.value(&args))
             }
             Kind::Enum => {
                 let v = obj.getattr("value")?;
-                self.tuple_ext(EXT_CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&v))
+                self.tuple_ext(ext::CONSTRUCTOR_SINGLE_ARG, head, None, |e| e.value(&v))
             }
             Kind::Send => {
                 let mut args = vec![obj.getattr("node")?, obj.getattr("arg")?];
                 let timeout = obj.getattr("timeout").ok().filter(|t| !t.is_none());
                 args.extend(timeout);
-                self.tuple_ext(EXT_CONSTRUCTOR_POS_ARGS, head, None, |e| {
+                self.tuple_ext(ext::CONSTRUCTOR_POS_ARGS, head, None, |e| {
                     e.seq(args.into_iter())
                 })
             }
             Kind::Dataclass { fields } => {
-                self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| {
+                self.tuple_ext(ext::CONSTRUCTOR_KW_ARGS, head, None, |e| {
                     e.attr_map(obj, fields)
                 })
             }
-            Kind::Item { slots } => self.tuple_ext(EXT_CONSTRUCTOR_KW_ARGS, head, None, |e| {
+            Kind::Item { slots } => self.tuple_ext(ext::CONSTRUCTOR_KW_ARGS, head, None, |e| {
                 e.attr_map(obj, slots)
             }),
             Kind::Cold => self.cold(obj),

@@ -1,7 +1,11 @@
 //! The `fastcheckpoint._native` extension module (private; the public API is Python).
 //!
 //! * [`codec`]: `Codec`, the Python <-> msgpack codec compatible with LangGraph's
-//!   `JsonPlusSerializer` ("msgpack" type, ext codes 0-7), with its security policy.
+//!   `JsonPlusSerializer` ("msgpack" type, ext codes 0-7 as named in core's
+//!   `wire::ext`), with its security policy; it drives
+//!   * [`encode`]: Python objects -> msgpack, types classified once per type, and
+//!   * [`decode`]: msgpack -> Python objects, bounded in depth and size.
+//! * [`pyrefs`]: the Python types and functions the codec looks up once.
 //! * [`writer`]: `DeltaWriter`, the per-saver state that turns channel values into
 //!   checksummed keyframe/delta blobs, and the chain reader.
 //! * [`trace`]: identity traces that let the writer reuse unchanged elements' bytes.
