@@ -101,7 +101,7 @@ def test_the_lock_probe_finds_one_library_here() -> None:
     interpreter, and its verdict is what a refusal would report."""
     from fastcheckpoint.sqlite import _library
 
-    assert _library._probe() == ""
+    assert _library._probe(":memory:") == ""
     _library.check_one_sqlite(":memory:")
 
 

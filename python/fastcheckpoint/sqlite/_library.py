@@ -19,6 +19,7 @@ files, with ``TwoSqliteLibrariesError``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 from fastcheckpoint._native import SqliteStore, sqlite_library
 from fastcheckpoint.errors import DatabaseLockedError, TwoSqliteLibrariesError
 
+logger = logging.getLogger("fastcheckpoint")
 _lock = threading.Lock()
 _verdict: str | None = None  # "" once checked and shared; otherwise the refusal
 
@@ -42,10 +44,24 @@ def mapped_sqlite_libraries() -> list[str]:
     return sorted({line.split()[-1] for line in maps.splitlines() if "sqlite" in line.rsplit("/", 1)[-1]})
 
 
-def _probe() -> str:
+def _probe(beside: str) -> str:
     """Returns "" when Python's sqlite3 and our store share one SQLite, else
-    the reason they do not."""
-    with tempfile.TemporaryDirectory(prefix="fastcheckpoint-probe-") as scratch:
+    the reason they do not. The scratch file goes in the temporary directory,
+    else beside the database (``beside``) when that one is not writable."""
+    for where in (None, os.path.dirname(os.path.abspath(beside))):
+        try:
+            return _probe_in(where)
+        except OSError:
+            continue
+    logger.warning(
+        "fastcheckpoint: could not check that Python's sqlite3 and ours are one SQLite library "
+        "(no writable scratch directory); see the README's Install"
+    )
+    return ""
+
+
+def _probe_in(where: str | None) -> str:
+    with tempfile.TemporaryDirectory(prefix="fastcheckpoint-probe-", dir=where) as scratch:
         path = os.path.join(scratch, "probe.db")
         theirs = sqlite3.connect(path, isolation_level=None)
         try:
@@ -81,6 +97,6 @@ def check_one_sqlite(path: str) -> None:
         return
     with _lock:
         if _verdict is None:
-            _verdict = _probe()
+            _verdict = _probe(path)
     if _verdict:
         raise TwoSqliteLibrariesError(_verdict)
