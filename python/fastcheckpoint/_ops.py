@@ -80,14 +80,17 @@ def run_op(op: Op[T], store: Store) -> T:
     raise AssertionError("an operation run for its result yielded a page")
 
 
-async def aiter_op(op: Op[Any], store: AsyncStore) -> AsyncIterator[Page]:
-    """``iter_op`` for an async store."""
+async def aiter_op(op: Op[Any], store: AsyncStore, result_to: list[Any] | None = None) -> AsyncIterator[Page]:
+    """``iter_op`` for an async store (an async generator returns no value:
+    the operation's result is appended to ``result_to``)."""
     result: Any = None
     error: BaseException | None = None
     while True:
         try:
             request = _advance(op, result, error)
-        except StopIteration:
+        except StopIteration as stop:
+            if result_to is not None:
+                result_to.append(stop.value)
             return
         result, error = None, None
         if isinstance(request, Page):
@@ -101,17 +104,7 @@ async def aiter_op(op: Op[Any], store: AsyncStore) -> AsyncIterator[Page]:
 
 async def arun_op(op: Op[T], store: AsyncStore) -> T:
     """``run_op`` for an async store."""
-    result: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            request = _advance(op, result, error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        if isinstance(request, Page):
-            raise AssertionError("an operation run for its result yielded a page")
-        result, error = None, None
-        try:
-            result = await (store.read(request) if isinstance(request, Read) else store.write(request))
-        except Exception as e:
-            error = e
+    result: list[Any] = []
+    async for _ in aiter_op(op, store, result):
+        raise AssertionError("an operation run for its result yielded a page")
+    return result[0]  # type: ignore[no-any-return]
