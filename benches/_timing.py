@@ -46,3 +46,9 @@ def table(title: str, rows: list[tuple[str, float, float]]) -> str:
     out = "\n".join(lines)
     print(out)
     return out
+
+
+def tail(times: list[float], window: int = 40) -> tuple[float, float]:
+    """Median and p95 of the last `window` puts (the cost at that history length)."""
+    last = sorted(times[-window:])
+    return statistics.median(last), last[int(len(last) * 0.95)]

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import statistics
 import time
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
-from benches._timing import fmt, settle, timeit
+from benches._timing import fmt, settle, tail, timeit
 from benches._workload import thread_checkpoints
 from fastcheckpoint._native import seal
 from fastcheckpoint.sqlite import SqliteSaver
@@ -45,14 +44,14 @@ def grow(saver, path: Path, turns: int) -> dict[int, dict[str, float]]:
             times.append(time.perf_counter() - start)
         msgs = args[1]["channel_values"]["messages"]
         if t + 1 in MARKS:
-            last = sorted(times[-40:])
+            p50, p95 = tail(times)
             get = timeit(lambda: saver.get_tuple({"configurable": {"thread_id": "t"}}), repeat=5, warmup=1)
             saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file, not a transient WAL
             out[t + 1] = {
                 "bytes": db_bytes(path),
                 "raw": raw_text_bytes(msgs),
-                "p50": statistics.median(last),
-                "p95": last[int(len(last) * 0.95)],
+                "p50": p50,
+                "p95": p95,
                 "get": get["median"],
             }
     assert saver.get_tuple({"configurable": {"thread_id": "t"}}).checkpoint["channel_values"]["messages"] == msgs

@@ -13,8 +13,8 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver as UpstreamAsyn
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from benches._timing import fmt, table
-from benches.test_bench_sqlite import async_rate, best_of, chat_puts, tail
+from benches._timing import fmt, table, tail
+from benches.test_bench_sqlite import async_rate, best_of, chat_puts
 from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.postgres.aio import AsyncPostgresSaver
 from tests.pgserver import cluster, database

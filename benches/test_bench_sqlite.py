@@ -21,7 +21,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSqlite
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from benches._timing import fmt, settle, table, timeit
+from benches._timing import fmt, settle, table, tail, timeit
 from benches._workload import thread_checkpoints
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
@@ -49,12 +49,6 @@ def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:
         saver.put(*args)
         times.append(time.perf_counter() - start)
     return times
-
-
-def tail(times: list[float], window: int = 40) -> tuple[float, float]:
-    """Median and p95 of the last `window` puts (the cost at that history length)."""
-    last = sorted(times[-window:])
-    return statistics.median(last), last[int(len(last) * 0.95)]
 
 
 def best_of(fn, n: int = 5) -> float:

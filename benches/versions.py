@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
-from benches._timing import settle, timeit
+from benches._timing import settle, tail, timeit
 from benches._workload import thread_checkpoints
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
@@ -32,19 +31,14 @@ SAMPLES = 40  # measured puts, one new message each
 
 def thread_puts(saver, messages: list) -> list[float]:
     """Puts one checkpoint per message (each holding the history so far, as
-    add_messages makes it); returns the seconds of the last SAMPLES puts."""
+    add_messages makes it); returns the seconds of each."""
     times = []
     settle()
     for args in thread_checkpoints(saver, messages):
         start = time.perf_counter()
         saver.put(*args)
         times.append(time.perf_counter() - start)
-    return times[-SAMPLES:]
-
-
-def median_p95(times: list[float]) -> tuple[float, float]:
-    ordered = sorted(times)
-    return statistics.median(ordered), ordered[int(len(ordered) * 0.95)]
+    return times
 
 
 def measure() -> dict[str, object]:
@@ -62,8 +56,8 @@ def measure() -> dict[str, object]:
         timeit(lambda: our_serde.loads_typed(our_bytes))["median"],
     )
     up_mem, our_mem = (
-        median_p95(thread_puts(UpstreamMemory(), messages)),
-        median_p95(thread_puts(InMemorySaver(), messages)),
+        tail(thread_puts(UpstreamMemory(), messages), SAMPLES),
+        tail(thread_puts(InMemorySaver(), messages), SAMPLES),
     )
     rows["InMemorySaver put @800, median"] = (up_mem[0], our_mem[0])
     rows["InMemorySaver put @800, p95"] = (up_mem[1], our_mem[1])
@@ -75,7 +69,7 @@ def measure() -> dict[str, object]:
                 cfg = {"configurable": {"thread_id": "t"}}
                 get = timeit(lambda s=saver, c=cfg: s.get_tuple(c), repeat=20)["median"]
                 latest = saver.get_tuple(cfg).checkpoint["channel_values"]["messages"]
-            got[name] = (median_p95(times), get, latest)
+            got[name] = (tail(times, SAMPLES), get, latest)
         assert got["ours"][2] == got["upstream"][2] == messages
     rows["SqliteSaver put @800, median"] = (got["upstream"][0][0], got["ours"][0][0])
     rows["SqliteSaver put @800, p95"] = (got["upstream"][0][1], got["ours"][0][1])
