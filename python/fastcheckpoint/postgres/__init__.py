@@ -32,7 +32,7 @@ from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import ConfigError
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres._legacy import UpstreamPostgres
-from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, PgStore, connection_kwargs
+from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, PgStore, connection_kwargs, pool_arguments
 
 
 def setup_op(saver: StoreSaver) -> Op[None]:
@@ -111,15 +111,12 @@ class PostgresSaver(StoreSaver):
         Returns:
             A context manager yielding the saver.
         """
-        kwargs = connection_kwargs(prepare_threshold, pool_config)
         if pool_config is not None:
-            if pipeline:
-                raise ValueError("Pipeline should be used only with a single Connection, not ConnectionPool.")
-            settings = {k: v for k, v in pool_config.items() if k != "kwargs"}
-            with ConnectionPool(conn_string, kwargs=kwargs, open=True, **settings) as pool:
+            pool_args = pool_arguments(prepare_threshold, pool_config, pipeline)
+            with ConnectionPool(conn_string, open=True, **pool_args) as pool:
                 yield cls(pool, ttl=ttl)
             return
-        with Connection.connect(conn_string, **kwargs) as conn:
+        with Connection.connect(conn_string, **connection_kwargs(prepare_threshold)) as conn:
             if pipeline:
                 with conn.pipeline() as pipe:
                     yield cls(conn, pipe, ttl=ttl)

@@ -64,6 +64,15 @@ def connection_kwargs(prepare_threshold: int | None, pool_config: Mapping[str, A
     return kwargs
 
 
+def pool_arguments(prepare_threshold: int | None, pool_config: Mapping[str, Any], pipeline: bool) -> dict[str, Any]:
+    """What ``from_conn_string`` passes a (sync or async) psycopg pool: the
+    config's settings and the connections' ``kwargs``."""
+    if pipeline:
+        raise ValueError("Pipeline should be used only with a single connection, not a connection pool.")
+    settings = {k: v for k, v in pool_config.items() if k != "kwargs"}
+    return {**settings, "kwargs": connection_kwargs(prepare_threshold, pool_config)}
+
+
 _POOLER_HINT = (
     " (a transaction-mode pooler such as PgBouncer moves sessions between server connections: "
     "connect with prepare_threshold=None, fastcheckpoint's default)"

@@ -30,7 +30,7 @@ from fastcheckpoint._ops import aiter_op, arun_op
 from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.postgres import _schema as sql
 from fastcheckpoint.postgres import setup_op
-from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, AsyncPgStore, connection_kwargs
+from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, AsyncPgStore, connection_kwargs, pool_arguments
 
 
 class _FromThread:
@@ -102,15 +102,12 @@ class AsyncPostgresSaver(StoreSaver):
         Returns:
             An async context manager yielding the saver.
         """
-        kwargs = connection_kwargs(prepare_threshold, pool_config)
         if pool_config is not None:
-            if pipeline:
-                raise ValueError("Pipeline should be used only with a single AsyncConnection, not AsyncConnectionPool.")
-            settings = {k: v for k, v in pool_config.items() if k != "kwargs"}
-            async with AsyncConnectionPool(conn_string, kwargs=kwargs, open=False, **settings) as pool:
+            pool_args = pool_arguments(prepare_threshold, pool_config, pipeline)
+            async with AsyncConnectionPool(conn_string, open=False, **pool_args) as pool:
                 yield cls(conn=pool, serde=serde, ttl=ttl)
             return
-        async with await AsyncConnection.connect(conn_string, **kwargs) as conn:
+        async with await AsyncConnection.connect(conn_string, **connection_kwargs(prepare_threshold)) as conn:
             if pipeline:
                 async with conn.pipeline() as pipe:
                     yield cls(conn=conn, pipe=pipe, serde=serde, ttl=ttl)
