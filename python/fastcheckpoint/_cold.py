@@ -44,14 +44,30 @@ _IP_TYPES = (
 )
 # Value types a permissive decoder may construct without an explicit allowlist.
 _VALUE_BASES = (date, time, timedelta, tzinfo, UUID, Decimal, set, frozenset, deque, pathlib.PurePath, *_IP_TYPES)
-_warned: set[tuple[str, str, str]] = set()
+# Once per type and kind, in upstream's own sets when it has them: a type is
+# warned about once whichever serializer meets it, and code that resets
+# upstream's memory resets ours.
+try:
+    from langgraph.checkpoint.serde.jsonplus import (
+        _warned_blocked_types,
+        _warned_unreconstructable_types,
+        _warned_unregistered_types,
+    )
+except ImportError:  # an upstream without them
+    _warned_blocked_types, _warned_unreconstructable_types, _warned_unregistered_types = set(), set(), set()
+_WARNED = {
+    "blocked": _warned_blocked_types,
+    "unreconstructable": _warned_unreconstructable_types,
+    "unregistered": _warned_unregistered_types,
+}
+_MAX_WARNED_TYPES = 1000
 
 
 def _warn_once(kind: str, module: str, name: str, msg: str, *args: Any) -> None:
-    key = (kind, module, name)
-    if key in _warned or len(_warned) >= 1000:
+    seen = _WARNED[kind]
+    if (module, name) in seen or len(seen) >= _MAX_WARNED_TYPES:
         return
-    _warned.add(key)
+    seen.add((module, name))
     logger.warning(msg, *args)
 
 

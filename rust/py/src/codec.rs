@@ -48,6 +48,17 @@ pub struct Codec {
 pub struct Resolved {
     cls: Py<PyAny>,
     fast: Option<FastModel>,
+    /// The module `cls` came from and its name in `sys.modules`: once the
+    /// module is removed or replaced there, the class is resolved again (and,
+    /// as upstream, its payload returned if it can no longer be imported).
+    module: Py<PyAny>,
+    module_name: Py<PyString>,
+}
+
+impl Resolved {
+    fn current(&self, py: Python<'_>, modules: &Bound<'_, PyDict>) -> bool {
+        matches!(modules.get_item(self.module_name.bind(py)), Ok(Some(m)) if m.is(self.module.bind(py)))
+    }
 }
 
 /// A LangChain message class that can be rebuilt as `model_construct` does:
@@ -82,10 +93,13 @@ impl Codec {
         name: &str,
     ) -> Result<Arc<Resolved>, Unusable> {
         let key = (module.to_owned(), name.to_owned());
+        let std = std(py).map_err(Unusable::Missing)?;
         if let Some(r) = self.resolved.lock().unwrap().get(&key) {
-            return Ok(r.clone());
+            if r.current(py, std.modules.bind(py)) {
+                return Ok(r.clone());
+            }
         }
-        let cold = std(py).map_err(Unusable::Missing)?.cold.bind(py);
+        let cold = std.cold.bind(py);
         let listed = self.safe.contains(&key) || self.allowed.contains(&key);
         if !listed && !self.permissive {
             let _ = cold.call_method1(
@@ -97,10 +111,8 @@ impl Codec {
                  (strict mode). Allow it with RustSerializer(allowed_msgpack_modules=[({module:?}, {name:?})])"
             ))));
         }
-        let cls = py
-            .import(module)
-            .and_then(|m| m.getattr(name))
-            .map_err(Unusable::Missing)?;
+        let imported = py.import(module).map_err(Unusable::Missing)?;
+        let cls = imported.getattr(name).map_err(Unusable::Missing)?;
         if !listed {
             let ok: bool = cold
                 .call_method1("is_data_type", (&cls,))
@@ -120,6 +132,8 @@ impl Codec {
         let r = Arc::new(Resolved {
             cls: cls.unbind(),
             fast,
+            module: imported.into_any().unbind(),
+            module_name: PyString::new(py, module).unbind(),
         });
         self.resolved.lock().unwrap().insert(key, r.clone());
         Ok(r)

@@ -345,6 +345,11 @@ pub struct Encoder<'py> {
     s: &'static Std,
     pub buf: Vec<u8>,
     depth: usize,
+    /// Pydantic models being written whose fields are being encoded: inside
+    /// one, values are written as its `model_dump()` holds them (nested
+    /// models and dataclasses as maps, named tuples as arrays), as upstream
+    /// writes them.
+    dumping: usize,
 }
 
 impl<'py> Encoder<'py> {
@@ -354,6 +359,7 @@ impl<'py> Encoder<'py> {
             s: std(py)?,
             buf: Vec::with_capacity(256),
             depth: 0,
+            dumping: 0,
         })
     }
 
@@ -572,6 +578,23 @@ impl<'py> Encoder<'py> {
         })
     }
 
+    /// A pydantic model whose `fields` (its `model_dump()`) are written by
+    /// `fields`: an ext at the top, a plain map inside another model's dump.
+    fn model(
+        &mut self,
+        head: &[u8],
+        fields: impl FnOnce(&mut Self) -> PyResult<()>,
+    ) -> PyResult<()> {
+        self.dumping += 1;
+        let res = if self.dumping > 1 {
+            fields(self)
+        } else {
+            self.tuple_ext(ext::PYDANTIC_V2, head, Some("model_validate_json"), fields)
+        };
+        self.dumping -= 1;
+        res
+    }
+
     fn attr_map(&mut self, obj: &Bound<'py, PyAny>, fields: &[Py<PyString>]) -> PyResult<()> {
         rmp::encode::write_map_len(&mut self.buf, fields.len() as u32).ok();
         for f in fields {
@@ -664,12 +687,7 @@ impl<'py> Encoder<'py> {
                         // A field missing from __dict__: let pydantic decide, as upstream.
                         None => {
                             let dumped = obj.call_method0("model_dump")?;
-                            return self.tuple_ext(
-                                ext::PYDANTIC_V2,
-                                head,
-                                Some("model_validate_json"),
-                                |e| e.value(&dumped),
-                            );
+                            return self.model(head, |e| e.value(&dumped));
                         }
                     }
                 }
@@ -678,7 +696,7 @@ impl<'py> Encoder<'py> {
                 } else {
                     None
                 };
-                self.tuple_ext(ext::PYDANTIC_V2, head, Some("model_validate_json"), |e| {
+                self.model(head, |e| {
                     let n = fields.len() + extras.as_ref().map_or(0, |x| x.len());
                     rmp::encode::write_map_len(&mut e.buf, n as u32).ok();
                     for (f, v) in fields.iter().zip(vals) {
@@ -696,10 +714,9 @@ impl<'py> Encoder<'py> {
             }
             Kind::PydanticDump => {
                 let dumped = obj.call_method0("model_dump")?;
-                self.tuple_ext(ext::PYDANTIC_V2, head, Some("model_validate_json"), |e| {
-                    e.value(&dumped)
-                })
+                self.model(head, |e| e.value(&dumped))
             }
+            Kind::NamedTuple if self.dumping > 0 => self.seq(obj.downcast::<PyTuple>()?.iter()),
             Kind::NamedTuple => {
                 let d = obj.call_method0("_asdict")?;
                 self.tuple_ext(ext::CONSTRUCTOR_KW_ARGS, head, None, |e| e.value(&d))
@@ -771,6 +788,7 @@ impl<'py> Encoder<'py> {
                     e.seq(args.into_iter())
                 })
             }
+            Kind::Dataclass { fields } if self.dumping > 0 => self.attr_map(obj, fields),
             Kind::Dataclass { fields } => {
                 self.tuple_ext(ext::CONSTRUCTOR_KW_ARGS, head, None, |e| {
                     e.attr_map(obj, fields)

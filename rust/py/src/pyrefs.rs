@@ -2,7 +2,7 @@
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyDict, PyType};
 
 pub struct Std {
     pub datetime: Py<PyType>,
@@ -20,6 +20,8 @@ pub struct Std {
     pub memoryview: Py<PyType>,
     /// `fastcheckpoint._cold`: the rare-type paths, written in Python.
     pub cold: Py<PyModule>,
+    /// `sys.modules`: a resolved class stays in use while its module is there.
+    pub modules: Py<PyDict>,
 }
 
 static STD: PyOnceLock<Std> = PyOnceLock::new();
@@ -50,6 +52,12 @@ pub fn std(py: Python<'_>) -> PyResult<&'static Std> {
             item: cls(py, "langgraph.store.base", "Item")?,
             memoryview: cls(py, "builtins", "memoryview")?,
             cold: py.import("fastcheckpoint._cold")?.unbind(),
+            modules: py
+                .import("sys")?
+                .getattr("modules")?
+                .downcast_into::<PyDict>()
+                .map_err(PyErr::from)?
+                .unbind(),
         })
     })
 }
