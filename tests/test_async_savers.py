@@ -181,6 +181,8 @@ async def test_a_cancelled_group_commit_leaves_no_caller_waiting(tmp_path) -> No
 
     async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "c.db")) as saver:
         await saver.setup()
+        for n in range(8):  # as a graph run starts: then a put needs no read first
+            assert await saver.aget_tuple(cfg(f"t{n}")) is None
         streams = [chat_checkpoints(saver, 3, f"t{n}") for n in range(8)]
         first = [asyncio.create_task(saver.aput(*next(s))) for s in streams]
         await asyncio.sleep(0)  # the callers add their statements

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
@@ -37,19 +36,24 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.types import TASKS
 
 from fastcheckpoint._native import DeltaWriter
 from fastcheckpoint._ops import AsyncStore, Op, Page, Read, Stmt, Store, T, Write, arun_op, iter_op, run_op
 from fastcheckpoint._retention import Retention, prune_strategy
 from fastcheckpoint._sql import ThreadCheckpoint
 from fastcheckpoint._storage import (
+    INLINE,
     Stored,
+    blob_channels,
     checkpoint_ns_of,
     dumps,
     encode_channels,
+    inline_values,
     load_channel,
     loads,
     needed_ancestors,
+    next_version,
     thread_id_of,
 )
 from fastcheckpoint.errors import CheckpointError, MissingRowError
@@ -57,6 +61,9 @@ from fastcheckpoint.serde import RustSerializer
 
 # Checkpoints fetched per round trip when listing.
 LIST_PAGE = 64
+# Threads whose newest checkpoint id a saver remembers (forgetting one only
+# costs its next put a query).
+NEWEST_KEPT = 100_000
 logger = logging.getLogger("fastcheckpoint")
 
 
@@ -109,6 +116,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self.jsonplus_serde = JsonPlusSerializer()
         self._writer = DeltaWriter()
+        self._newest: dict[tuple[str, str], str] = {}  # see _stored_op
         self.ttl = Retention.of(ttl)
         self._last_sweep: float | None = None
         self._sweep_lock = threading.Lock()
@@ -136,16 +144,19 @@ class StoreSaver(BaseCheckpointSaver[str]):
         cache: dict[tuple[Any, ...], Any] | None,
         config: RunnableConfig | None = None,
         head: bool = False,
+        sends: Sequence[Sequence[Any]] = (),
     ) -> CheckpointTuple:
         """One checkpoint as read. With no ``cache`` (``get_tuple``), the lists
         read teach the writer what its next put can be a delta of (``head``:
-        this is the thread's latest checkpoint)."""
+        this is the thread's latest checkpoint). ``sends``: the parent's
+        writes to ``TASKS`` (task path, task id, index, type, value), a
+        pre-v4 checkpoint's pending sends where the dialect reads them."""
         thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row[:7]
         serde = self.serde
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r}"
         checkpoint: Checkpoint = loads(serde, (type_, bytes(data)), lambda: where)
         values: dict[str, Any] = {}
-        for ch, ver in checkpoint["channel_versions"].items():
+        for ch, ver in blob_channels(checkpoint):
             key = (thread_id, ns, ch, str(ver))
             typed = blobs.get(key)
             if typed is None or typed[0] == "empty":
@@ -159,6 +170,14 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 self._writer if cache is None else None,
                 head,
             )
+        values.update(checkpoint.get("channel_values") or {})
+        if sends and parent_id and checkpoint.get("v", 4) < 4:
+            versions = checkpoint["channel_versions"]
+            versions[TASKS] = max(versions.values()) if versions else next_version(None)
+            values[TASKS] = [
+                loads(serde, (s[3], bytes(s[4])), lambda s=s: f"{where} pending send of task {s[1]!r}")
+                for s in sorted(sends, key=lambda s: (s[0], s[1], s[2]))
+            ]
         pending: list[PendingWrite] = [
             (w[0], w[1], loads(serde, (w[2], bytes(w[3])), lambda w=w: f"{where} write {w[1]!r} of task {w[0]!r}"))
             for w in sorted(writes, key=lambda w: writes_sort_key(w[4], w[0], w[5]))
@@ -179,11 +198,14 @@ class StoreSaver(BaseCheckpointSaver[str]):
         sql = self.sql
         thread_id = thread_id_of(config)
         ns = checkpoint_ns_of(config)
-        checkpoint_id = get_checkpoint_id(config)
+        checkpoint_id = get_checkpoint_id(config) or None  # "" means the latest, as upstream
         params = (thread_id, ns, checkpoint_id)
-        rows, blob_rows, write_rows = yield Read(
-            [(sql.GET_CHECKPOINT, params), (sql.GET_BLOBS, params), (sql.GET_WRITES, params)]
-        )
+        queries = [(sql.GET_CHECKPOINT, params), (sql.GET_BLOBS, params), (sql.GET_WRITES, params)]
+        if sql.PARENT_SENDS:
+            queries.append((sql.PARENT_SENDS, params))
+        rows, blob_rows, write_rows, *sends = yield Read(queries)
+        if not checkpoint_id:
+            self._saw_head(thread_id, ns, rows[0][0] if rows else "")
         if not rows:
             return None
         writes = [w[1:] for w in write_rows]
@@ -194,6 +216,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             None,
             config if checkpoint_id else None,
             head=checkpoint_id is None,
+            sends=sends[0] if sends else (),
         )
 
     def _where(
@@ -242,13 +265,24 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 page_wheres.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
                 page_params.extend(after)
             args = (*page_params, n)
-            page, blobs_q, writes_q = self.sql.list_queries("WHERE " + " AND ".join(page_wheres))
-            rows, blob_rows, write_rows = yield Read([(page, args), (blobs_q, args), (writes_q, args)])
+            page, blobs_q, writes_q, sends_q = self.sql.list_queries("WHERE " + " AND ".join(page_wheres))
+            queries = [(page, args), (blobs_q, args), (writes_q, args)]
+            if sends_q:
+                queries.append((sends_q, args))
+            rows, blob_rows, write_rows, *send_rows = yield Read(queries)
             blobs = self._blobs(blob_rows)
             writes: dict[tuple[str, str, str], list[Sequence[Any]]] = {}
             for w in write_rows:
                 writes.setdefault(tuple(w[:3]), []).append(w[3:])
-            yield Page([self._tuple(r, blobs, writes.get(tuple(r[:3]), []), cache) for r in rows])
+            sends: dict[tuple[str, str, str], list[Sequence[Any]]] = {}
+            for w in send_rows[0] if send_rows else ():
+                sends.setdefault(tuple(w[:3]), []).append(w[3:])
+            yield Page(
+                [
+                    self._tuple(r, blobs, writes.get(tuple(r[:3]), []), cache, sends=sends.get(tuple(r[:3]), ()))
+                    for r in rows
+                ]
+            )
             if len(rows) < n:
                 return
             last = rows[-1]
@@ -267,13 +301,14 @@ class StoreSaver(BaseCheckpointSaver[str]):
         ns = checkpoint_ns_of(config)
         ancestors, blob_types = yield Read(
             [
-                (sql.ANCESTORS, (thread_id, ns, get_checkpoint_id(config))),
+                (sql.ANCESTORS, (thread_id, ns, get_checkpoint_id(config) or None)),
                 (sql.BLOB_TYPES, (thread_id, ns, json.dumps(channels))),
             ]
         )
-        stored = {(ch, ver) for ch, ver, t in blob_types if t != "empty"}
+        stored = {(ch, ver) for ch, ver, t in blob_types if t not in sql.NO_SEED_TYPES}
         chain: dict[str, list[str]] = {ch: [] for ch in channels}  # nearest first
         seeds: dict[str, str] = {}  # channel -> version of its seed
+        inline_seeds: dict[str, str] = {}  # channel -> checkpoint holding its seed inline
         remaining = set(channels)
         for cid, channels_json in ancestors:
             if not remaining:
@@ -282,16 +317,26 @@ class StoreSaver(BaseCheckpointSaver[str]):
             for ch in list(remaining):
                 chain[ch].append(cid)
                 ver = versions.get(ch)
-                if ver is not None and (ch, str(ver)) in stored:
+                if ver == INLINE:
+                    inline_seeds[ch] = cid
+                    remaining.discard(ch)
+                elif ver is not None and (ch, str(ver)) in stored:
                     seeds[ch] = str(ver)
                     remaining.discard(ch)
         cids = sorted({cid for lst in chain.values() for cid in lst})
-        write_rows, seed_rows = yield Read(
+        holders = sorted(set(inline_seeds.values()))
+        write_rows, seed_rows, *records = yield Read(
             [
                 (sql.WRITES_FOR, (thread_id, ns, json.dumps(cids), json.dumps(channels))),
                 (sql.GET_BLOBS_FOR, (thread_id, ns, json.dumps([[ch, v] for ch, v in seeds.items()]))),
+                *((sql.CHECKPOINT_RECORD, (thread_id, ns, cid)) for cid in holders),
             ]
         )
+        inline: dict[str, Mapping[str, Any]] = {}
+        for cid, found in zip(holders, records, strict=True):
+            for type_, data in found:
+                where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {cid!r}"
+                inline[cid] = loads(self.serde, (type_, bytes(data)), lambda where=where: where)["channel_values"]
         by_cid: dict[str, list[Sequence[Any]]] = {}
         for w in write_rows:
             by_cid.setdefault(w[0], []).append(w[1:])
@@ -311,7 +356,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 if w[1] == ch
             ]
             h: DeltaChannelHistory = {"writes": writes}
-            if ch in seeds:
+            if ch in inline_seeds and inline_seeds[ch] in inline:
+                h["seed"] = inline[inline_seeds[ch]][ch]
+            elif ch in seeds:
                 h["seed"] = load_channel(
                     self.serde,
                     (thread_id, ns, ch, seeds[ch]),
@@ -335,6 +382,11 @@ class StoreSaver(BaseCheckpointSaver[str]):
         ns = checkpoint_ns_of(config)
         c = checkpoint.copy()
         values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
+        reput = yield from self._stored_op(thread_id, ns, checkpoint["id"])
+        if reput:
+            # Later deltas must not build on what this put replaces.
+            self._writer.forget(thread_id)
+        channels = inline_values(c, values, reput)  # type: ignore[arg-type]
         row = (
             thread_id,
             ns,
@@ -342,10 +394,11 @@ class StoreSaver(BaseCheckpointSaver[str]):
             config["configurable"].get("checkpoint_id"),
             *dumps(self.serde, c, self._store_seals),
             metadata_json(self.sql, config, metadata),
-            json.dumps(c["channel_versions"]),
+            json.dumps(channels),
             self.clock(),
         )
         yield from self._put_rows_op(row, values, new_versions)
+        self._saw_head(thread_id, ns, checkpoint["id"])
         if self._sweep_due():
             try:
                 yield from self._sweep_op()
@@ -353,6 +406,27 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 # The put is stored; a failed sweep is retried at the next interval.
                 logger.warning("fastcheckpoint: TTL sweep failed", exc_info=True)
         return _config(thread_id, ns, checkpoint["id"])
+
+    def _saw_head(self, thread_id: str, ns: str, checkpoint_id: str) -> None:
+        """Remembers the newest checkpoint id this saver has read or put for a thread."""
+        key = (thread_id, ns)
+        if len(self._newest) >= NEWEST_KEPT and key not in self._newest:
+            self._newest.clear()
+        if checkpoint_id >= self._newest.get(key, ""):
+            self._newest[key] = checkpoint_id
+
+    def _stored_op(self, thread_id: str, ns: str, checkpoint_id: str) -> Op[bool]:
+        """Whether a checkpoint id is already stored (a put of it is a re-put).
+
+        LangGraph's ids grow with time, so an id above the newest this saver
+        has read or put for the thread is new and needs no query. That holds
+        unless another process re-puts the thread's checkpoints concurrently,
+        which LangGraph never does (one run per thread at a time)."""
+        newest = self._newest.get((thread_id, ns))
+        if newest is not None and checkpoint_id > newest:
+            return False
+        (rows,) = yield Read([(self.sql.CHECKPOINT_STORED, (thread_id, ns, checkpoint_id))])
+        return bool(rows)
 
     def _put_rows_op(
         self,
@@ -414,6 +488,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         values = checkpoint.pop("channel_values", None) or {}
         versions = checkpoint.get("channel_versions", {})
         new_versions = {ch: v for ch, v in versions.items() if (thread_id, ns, ch, str(v)) not in stored}
+        channels = inline_values(checkpoint, values, reput=False)
         if created_at is None:
             created_at = _timestamp(checkpoint.get("ts")) or self.clock()
         row = (
@@ -421,7 +496,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             parent_id,
             *dumps(self.serde, checkpoint, self._store_seals),
             metadata_json or "{}",
-            json.dumps(versions),
+            json.dumps(channels),
             created_at,
         )
         yield from self._put_rows_op(row, values, new_versions, extra)
@@ -470,7 +545,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             if idle_since is not None and any((c.created_at or 0) > idle_since for c in checkpoints):
                 return 0
             removed = 0
-            stored = {(ns, ch, ver) for ns, ch, ver, t in blob_rows if t != "empty"}
+            stored = {(ns, ch, ver) for ns, ch, ver, t in blob_rows if t not in sql.NO_SEED_TYPES}
             by_ns: dict[str, dict[str, ThreadCheckpoint]] = {}
             for c in checkpoints:
                 by_ns.setdefault(c.checkpoint_ns, {})[c.checkpoint_id] = c
@@ -706,13 +781,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
     def get_next_version(self, current: str | None, channel: None) -> str:
         """The version after ``current``, as upstream's SQL savers write it:
         ``"<counter:032>.<random:016>"``."""
-        if current is None:
-            current_v = 0
-        elif isinstance(current, int):
-            current_v = current
-        else:
-            current_v = int(current.split(".")[0])
-        return f"{current_v + 1:032}.{random.random():016}"
+        return next_version(current)
 
     # -- async twins: the same work on a worker thread (stores release the GIL) ----------
     # (aput / aput_writes run on the event loop when the saver has an async store).

@@ -11,6 +11,13 @@ CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS fc_schema (version INTEGER NO
 GET_VERSION = "SELECT max(version) FROM fc_schema"
 SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
 
+# Whether a put is a re-put (``StoreSaver._stored_op``).
+CHECKPOINT_STORED = "SELECT 1 FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+# A checkpoint record, for the values it holds inline (a DeltaChannel seed).
+CHECKPOINT_RECORD = (
+    "SELECT type, checkpoint FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+)
+
 WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
 BLOB_COLUMNS = "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
 

@@ -3,6 +3,12 @@ blobs and back, independent of where the blobs live.
 
 * Only channels named in ``new_versions`` are written (unchanged channels keep
   pointing at the stored ``(channel, version)``).
+* A value a ``(channel, version)`` blob cannot hold is stored inline, in the
+  checkpoint record's own ``channel_values``: a value whose channel has no
+  version, and every value of a re-put (a put of a checkpoint id that is
+  already stored, which upstream's SqliteSaver answers with the values given
+  the second time). ``channels``, the map readers follow to blobs, names such
+  a channel ``INLINE``.
 * With a ``RustSerializer``, lists are stored as keyframes or element deltas and
   every blob, checkpoint row and pending write is a checksummed (and, when
   large, zstd-compressed) envelope tagged ``ENVELOPE_TYPE``: a damaged byte is
@@ -12,6 +18,7 @@ blobs and back, independent of where the blobs live.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +31,9 @@ from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError
 from fastcheckpoint.serde import RustSerializer, default_serializer
 
 Typed = tuple[str, bytes]
+# What ``channels`` maps a channel to whose value the checkpoint record holds
+# itself; never a LangGraph version (those are numbers or digit strings).
+INLINE = "@inline"
 # A delta chain longer than this can only come from a cycle in corrupt data.
 _MAX_CHAIN = 100_000
 
@@ -81,6 +91,42 @@ def loads(serde: SerializerProtocol, typed: Typed, where: Callable[[], str]) -> 
         if type_ == ENVELOPE_TYPE:
             return codec_of(serde).loads_chain([data])
         return serde.loads_typed((type_, data))
+
+
+def next_version(current: str | int | None) -> str:
+    """The version after ``current``, as upstream's SQL savers write it:
+    ``"<counter:032>.<random:016>"``."""
+    if current is None:
+        current_v = 0
+    elif isinstance(current, int):
+        current_v = current
+    else:
+        current_v = int(current.split(".")[0])
+    return f"{current_v + 1:032}.{random.random():016}"
+
+
+def inline_values(checkpoint: dict[str, Any], values: Mapping[str, Any], reput: bool) -> dict[str, Any]:
+    """Moves the values blobs cannot hold into ``checkpoint`` (the record a
+    put stores, its ``channel_values`` already popped) and returns its
+    ``channels`` map: each channel's version, or ``INLINE``."""
+    versions = checkpoint.get("channel_versions", {})
+    inline = {ch: v for ch, v in values.items() if reput or ch not in versions}
+    if inline:
+        checkpoint["channel_values"] = inline
+    return {**versions, **dict.fromkeys(inline, INLINE)}
+
+
+def channels_of(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored checkpoint record's ``channels`` map (as ``inline_values`` made it)."""
+    inline = checkpoint.get("channel_values") or {}
+    return {**checkpoint.get("channel_versions", {}), **dict.fromkeys(inline, INLINE)}
+
+
+def blob_channels(checkpoint: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The (channel, version) pairs whose values a stored checkpoint record
+    leaves to blobs."""
+    inline = checkpoint.get("channel_values") or {}
+    return ((ch, ver) for ch, ver in checkpoint.get("channel_versions", {}).items() if ch not in inline)
 
 
 def encode_channels(
@@ -183,27 +229,29 @@ def needed_ancestors(
 ) -> set[str]:
     """Checkpoint IDs whose writes the survivors' DeltaChannel history walks through.
 
-    ``entry(id)`` gives a checkpoint's (channel_versions, parent id), visible or
-    hidden. A channel whose blob at a survivor is absent or "empty" (how
+    ``entry(id)`` gives a checkpoint's ``channels`` map (versions, or
+    ``INLINE``) and parent id, visible or hidden. A channel whose blob at a survivor is absent or "empty" (how
     DeltaChannel stores non-snapshot steps) is rebuilt from ancestors' writes
     back to the nearest ancestor holding a stored value: all those are needed.
     """
     needed: set[str] = set()
+
+    def holds(ch: str, ver: Any) -> bool:
+        return ver == INLINE or stores_value(ch, ver)
+
     for cid in survivors:
         found = entry(cid)
         if found is None:
             continue
         versions, current = found
-        open_channels = {ch for ch, ver in versions.items() if not stores_value(ch, ver)}
+        open_channels = {ch for ch, ver in versions.items() if not holds(ch, ver)}
         while open_channels and current is not None and current not in needed:
             anc = entry(current)
             if anc is None:
                 break
             needed.add(current)
             anc_versions, parent = anc
-            open_channels = {
-                ch for ch in open_channels if (ver := anc_versions.get(ch)) is None or not stores_value(ch, ver)
-            }
+            open_channels = {ch for ch in open_channels if (ver := anc_versions.get(ch)) is None or not holds(ch, ver)}
             current = parent
     return needed
 

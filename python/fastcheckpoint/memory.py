@@ -35,9 +35,13 @@ from langgraph.checkpoint.memory import InMemorySaver as _UpstreamInMemorySaver
 from fastcheckpoint._native import ENVELOPE_TYPE, DeltaWriter, delta_base
 from fastcheckpoint._retention import prune_strategy
 from fastcheckpoint._storage import (
+    INLINE,
+    blob_channels,
     blob_closure,
+    channels_of,
     checkpoint_ns_of,
     encode_channels,
+    inline_values,
     load_channel,
     needed_ancestors,
     thread_id_of,
@@ -93,12 +97,14 @@ class InMemorySaver(_UpstreamInMemorySaver):
             lambda: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}",
         )
 
-    def _load_blobs(self, thread_id: str, checkpoint_ns: str, versions: ChannelVersions) -> dict[str, Any]:
+    def _values(self, thread_id: str, checkpoint_ns: str, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+        """A stored checkpoint record's channel values: from blobs, and those it holds inline."""
         result: dict[str, Any] = {}
-        for k, ver in versions.items():
+        for k, ver in blob_channels(checkpoint):
             found, value = self._load_blob(thread_id, checkpoint_ns, k, ver)
             if found:
                 result[k] = value
+        result.update(checkpoint.get("channel_values") or {})
         return result
 
     def _tuple(
@@ -111,7 +117,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
             config={"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}},
             checkpoint={
                 **checkpoint,
-                "channel_values": self._load_blobs(thread_id, ns, checkpoint["channel_versions"]),
+                "channel_values": self._values(thread_id, ns, checkpoint),
             },
             metadata=self.serde.loads_typed(metadata_b) if metadata is None else metadata,
             parent_config=(
@@ -206,10 +212,13 @@ class InMemorySaver(_UpstreamInMemorySaver):
             entry = self._entry(thread_id, ns, current)
             if entry is None:
                 break
-            versions = self.serde.loads_typed(entry[0]).get("channel_versions", {})
+            record = self.serde.loads_typed(entry[0])
+            versions = channels_of(record)
             terminated: dict[str, Any] = {}
             for ch in remaining:
-                if (ver := versions.get(ch)) is not None:
+                if (ver := versions.get(ch)) == INLINE:
+                    terminated[ch] = record["channel_values"][ch]
+                elif ver is not None:
                     found, value = self._load_blob(thread_id, ns, ch, ver)
                     if found:
                         terminated[ch] = value
@@ -253,8 +262,17 @@ class InMemorySaver(_UpstreamInMemorySaver):
         ns = checkpoint_ns_of(config)
         c = checkpoint.copy()
         values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
+        # A re-put stores its values inline and keeps every stored blob: a
+        # later version may be a delta of one.
+        reput = checkpoint["id"] in self.storage.get(thread_id, {}).get(ns, {})
+        if reput:
+            self._writer.forget(thread_id)
+        inline_values(c, values, reput)  # type: ignore[arg-type]
         for ch, ver, type_, data, _ in encode_channels(self.serde, self._writer, thread_id, ns, values, new_versions):
-            self.blobs[(thread_id, ns, ch, ver)] = (type_, data)
+            if not (reput and (thread_id, ns, ch, ver) in self.blobs):
+                self.blobs[(thread_id, ns, ch, ver)] = (type_, data)
+        if reput:
+            self._writer.forget(thread_id)
         self.storage[thread_id][ns][checkpoint["id"]] = (
             self.serde.dumps_typed(c),
             self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)),
@@ -288,8 +306,8 @@ class InMemorySaver(_UpstreamInMemorySaver):
         for tree in (self.storage.get(thread_id, {}), self.retained.get(thread_id, {})):
             for ns, checkpoints in tree.items():
                 for saved in checkpoints.values():
-                    versions = self.serde.loads_typed(saved[0]).get("channel_versions", {})
-                    referenced.update((thread_id, ns, ch, ver) for ch, ver in versions.items())
+                    record = self.serde.loads_typed(saved[0])
+                    referenced.update((thread_id, ns, ch, ver) for ch, ver in blob_channels(record))
         keep = blob_closure(referenced, self.blobs)
         for k in [k for k in self.blobs if k[0] == thread_id and k not in keep]:
             del self.blobs[k]
@@ -300,7 +318,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
             found = self._entry(thread_id, ns, cid)
             if found is None:
                 return None
-            return self.serde.loads_typed(found[0]).get("channel_versions", {}), found[2]
+            return channels_of(self.serde.loads_typed(found[0])), found[2]
 
         return needed_ancestors(survivors, entry, lambda ch, ver: self._stores_value(thread_id, ns, ch, ver))
 

@@ -15,6 +15,7 @@ from fastcheckpoint._native import ENVELOPE_TYPE, blob_info
 from fastcheckpoint._ops import Op, Read
 from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint._sql import CheckpointRow
+from fastcheckpoint._storage import INLINE
 
 
 def query_op(sql: str, params: Iterable[Any] = ()) -> Op[list[Any]]:
@@ -55,7 +56,7 @@ def verify_thread(
             damage.append({**where, "error": f"{type(e).__name__}: {e}"})
             continue
         for ch, ver in (_json(r.channels) or {}).items():
-            if (r.checkpoint_ns, ch, str(ver)) not in blobs:
+            if ver != INLINE and (r.checkpoint_ns, ch, str(ver)) not in blobs:
                 warnings.append({**where, "channel": ch, "warning": f"no stored value for version {ver}"})
     for w in write_rows:
         if (w[1], w[2]) not in keys:

@@ -7,6 +7,11 @@ inline), its other channel values in ``checkpoint_blobs`` and pending writes in
 yet in ours through our put path (so history gets the same delta storage),
 and ``fastcheckpoint migrate`` copies them to any of our databases. Idempotent
 and resumable; upstream rows are left in place.
+
+A checkpoint of format v < 4 kept the ``Send``s pending for it as writes of
+its parent to ``__pregel_tasks``; upstream's reader moves them into the
+checkpoint's ``channel_values`` (at the newest version it has), and so does
+ours, before the checkpoint is stored again.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import json
 from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
+from langgraph.checkpoint.serde.types import TASKS
 
 from fastcheckpoint._copy import Key, Record, pending
 from fastcheckpoint._ops import Op, Read
+from fastcheckpoint._storage import next_version
 
 _COLUMNS = """SELECT table_name, column_name FROM information_schema.columns
     WHERE table_schema = current_schema() AND table_name IN ('checkpoints', 'checkpoint_blobs', 'checkpoint_writes')"""
@@ -79,6 +86,8 @@ class UpstreamPostgres:
                     values.pop(channel, None)
                 else:
                     values[channel] = self.serde.loads_typed((blob[0], bytes(blob[1])))
+            if checkpoint.get("v", 4) < 4 and parent_id:
+                self._move_pending_sends(checkpoint, values, writes.get((ns, parent_id), []))
             checkpoint["channel_values"] = values
             out.append(
                 Record(
@@ -90,3 +99,13 @@ class UpstreamPostgres:
                 )
             )
         return out
+
+    def _move_pending_sends(self, checkpoint: dict[str, Any], values: dict[str, Any], parent_writes: list[Any]) -> None:
+        """A pre-v4 checkpoint's pending sends (its parent's ``TASKS`` writes, in
+        upstream's order: task path, task id, index) as its ``TASKS`` value."""
+        sends = sorted((w for w in parent_writes if w[3] == TASKS), key=lambda w: (w[1], w[0], w[2]))
+        if not sends:
+            return
+        values[TASKS] = [self.serde.loads_typed((w[4], w[5])) for w in sends]
+        versions = checkpoint.setdefault("channel_versions", {})
+        versions[TASKS] = max(versions.values()) if versions else next_version(None)

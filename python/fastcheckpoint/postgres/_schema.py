@@ -21,11 +21,14 @@ from functools import partial
 from typing import Any
 
 from langgraph.checkpoint.base import get_serializable_checkpoint_metadata as checkpoint_metadata
+from langgraph.checkpoint.serde.types import TASKS
 
 from fastcheckpoint import _sql
 from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
     ALL_KEYS,
     BLOB_COLUMNS,
+    CHECKPOINT_RECORD,
+    CHECKPOINT_STORED,
     CREATE_VERSION_TABLE,
     DELETE_CHECKPOINT,
     DELETE_THREAD,
@@ -142,6 +145,14 @@ _TARGET = """coalesce(?3::text, (SELECT checkpoint_id FROM fc_checkpoints
 GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata::text FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = target_writes(_TARGET)
+# A checkpoint of format v < 4 keeps its pending Sends as its parent's writes to
+# TASKS; upstream PostgresSaver reads them into its channel values
+# (``StoreSaver._tuple``), and so do we.
+_SEND_COLUMNS = "w.task_path, w.task_id, w.idx, w.type, w.value"
+PARENT_SENDS = f"""SELECT {_SEND_COLUMNS} FROM fc_checkpoints c JOIN fc_writes w
+        ON w.thread_id = c.thread_id AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.parent_checkpoint_id
+    WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = {_TARGET} AND c.hidden = 0
+        AND w.channel = '{TASKS}'"""
 
 
 GET_BLOBS = chain_query(
@@ -165,8 +176,8 @@ def metadata_filter(filter: dict[str, Any]) -> list[tuple[str, Any]]:
 # -- listing (a page of checkpoints selected by a WHERE clause built in _saver) ----
 
 
-def list_queries(where: str) -> tuple[str, str, str]:
-    """Checkpoints, their blob chains and their writes for one page."""
+def list_queries(where: str) -> tuple[str, str, str, str]:
+    """Checkpoints, their blob chains, their writes and their parents' sends for one page."""
     page = f"""SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint,
         metadata::text, channels FROM fc_checkpoints {where}
         ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"""
@@ -175,12 +186,21 @@ def list_queries(where: str) -> tuple[str, str, str]:
             FROM page p, jsonb_each_text(p.channels) j""",
         ctes=f"page AS ({page}), ",
     )
-    return page, blobs, page_writes(page)
+    sends = f"""WITH page AS ({page})
+        SELECT p.thread_id, p.checkpoint_ns, p.checkpoint_id, {_SEND_COLUMNS} FROM page p JOIN fc_writes w
+            ON w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+            AND w.checkpoint_id = p.parent_checkpoint_id
+        WHERE w.channel = '{TASKS}'"""
+    return page, blobs, page_writes(page), sends
 
 
 # -- DeltaChannel history ---------------------------------------------------------
 
 ANCESTORS = ancestors(_TARGET, "c.channels::text")
+# Blob types that end no DeltaChannel history walk: "empty" (a step without a
+# snapshot) and, as upstream PostgresSaver has it, a stored None (its JSON null
+# cannot be told from no value, so the walk goes on and the channel replays from empty).
+NO_SEED_TYPES = ("empty", "null")
 BLOB_TYPES = """SELECT channel, version, type FROM fc_blobs
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel IN (SELECT jsonb_array_elements_text(?3::text::jsonb))"""
 WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes

@@ -25,6 +25,8 @@ from langgraph.checkpoint.base import get_checkpoint_metadata as checkpoint_meta
 from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
     ALL_KEYS,
     BLOB_COLUMNS,
+    CHECKPOINT_RECORD,
+    CHECKPOINT_STORED,
     CREATE_VERSION_TABLE,
     DELETE_CHECKPOINT,
     DELETE_THREAD,
@@ -119,6 +121,8 @@ _TARGET = """coalesce(?3, (SELECT max(checkpoint_id) FROM fc_checkpoints
 GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = target_writes(_TARGET)
+# Upstream SqliteSaver leaves pre-v4 pending sends where they are (see postgres._schema).
+PARENT_SENDS = None
 
 
 GET_BLOBS = chain_query(
@@ -163,8 +167,9 @@ def metadata_filter(filter: dict[str, Any]) -> list[tuple[str, Any]]:
 # -- listing (a page of checkpoints selected by a WHERE clause built in _base) ----
 
 
-def list_queries(where: str) -> tuple[str, str, str]:
-    """Checkpoints, their blob chains and their writes for one page; the page
+def list_queries(where: str) -> tuple[str, str, str, None]:
+    """Checkpoints, their blob chains and their writes for one page (no parents'
+    sends: ``PARENT_SENDS``); the page
     is ``SELECT ... {where} ORDER BY checkpoint_id DESC ... LIMIT ?``."""
     page = f"""SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata,
         channels FROM fc_checkpoints {where}
@@ -173,12 +178,15 @@ def list_queries(where: str) -> tuple[str, str, str]:
         "SELECT p.thread_id, p.checkpoint_ns, j.key, CAST(j.value AS TEXT) FROM page p, json_each(p.channels) j",
         ctes=f"page AS ({page}), ",
     )
-    return page, blobs, page_writes(page)
+    return page, blobs, page_writes(page), None
 
 
 # -- DeltaChannel history ---------------------------------------------------------
 
 ANCESTORS = ancestors(_TARGET, "c.channels")
+# Blob types that end no DeltaChannel history walk: "empty" is how DeltaChannel
+# stores a step without a snapshot. A stored None is a seed, as upstream SqliteSaver has it.
+NO_SEED_TYPES = ("empty",)
 # ?1 thread, ?2 namespace, ?3 JSON array of channels.
 BLOB_TYPES = """SELECT channel, version, type FROM fc_blobs
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel IN (SELECT value FROM json_each(?3))"""

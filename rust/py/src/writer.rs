@@ -207,6 +207,12 @@ impl DeltaWriter {
                 out.push((ch, ver, "empty", PyBytes::new(py, b"").into_any(), None));
                 continue;
             };
+            // As upstream stores None: a dialect may need to tell it from a
+            // value without decoding (postgres._schema.NO_SEED_TYPES).
+            if value.is_none() {
+                out.push((ch, ver, "null", PyBytes::new(py, b"").into_any(), None));
+                continue;
+            }
             let list = value
                 .downcast_exact::<PyList>()
                 .ok()
