@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-rust test-python bench lint install venv wheel crash-build clean
+.PHONY: demo test test-rust test-python test-upstream bench lint install venv wheel crash-build clean
 
 $(VENV)/.created:
 	bash scripts/system-deps.sh
@@ -42,6 +42,12 @@ crash-build: venv
 # runs it against a source build instead.
 test-python: wheel crash-build
 	bash scripts/test-installed.sh
+	$(MAKE) test-upstream
+
+# Upstream's own saver tests (from the sdists of the installed versions) with
+# our classes swapped in, on the installed wheel (scripts/upstream_tests.py).
+test-upstream:
+	.venv-3.11/bin/python scripts/upstream_tests.py
 
 test: test-rust test-python
 
