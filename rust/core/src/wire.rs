@@ -1,4 +1,8 @@
-//! msgpack framing: find where values end without building them.
+//! msgpack framing: find where values end without building them. The
+//! vocabulary is shared: markers are `rmp::Marker`'s (re-exported here for
+//! the codec), ext codes and the depth limit are defined below.
+
+pub use rmp::Marker;
 
 use crate::{Error, Result};
 
@@ -49,35 +53,35 @@ pub fn skip_value(buf: &[u8], pos: usize, depth: usize) -> Result<usize> {
         return Err(Error::TooDeep(MAX_DEPTH));
     }
     need(buf, pos, 1)?;
-    let m = buf[pos];
     let p = pos + 1;
-    let (skip, items) = match m {
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
-        0x80..=0x8f => (0, 2 * (m as usize & 0x0f)),
-        0x90..=0x9f => (0, m as usize & 0x0f),
-        0xa0..=0xbf => (m as usize & 0x1f, 0),
-        0xc4 | 0xd9 => (1 + be(buf, p, 1)?, 0),
-        0xc5 | 0xda => (2 + be(buf, p, 2)?, 0),
-        0xc6 | 0xdb => (4 + be(buf, p, 4)?, 0),
-        0xc7 => (2 + be(buf, p, 1)?, 0),
-        0xc8 => (3 + be(buf, p, 2)?, 0),
-        0xc9 => (5 + be(buf, p, 4)?, 0),
-        0xca => (4, 0),
-        0xcb => (8, 0),
-        0xcc | 0xd0 => (1, 0),
-        0xcd | 0xd1 => (2, 0),
-        0xce | 0xd2 => (4, 0),
-        0xcf | 0xd3 => (8, 0),
-        0xd4 => (2, 0),
-        0xd5 => (3, 0),
-        0xd6 => (5, 0),
-        0xd7 => (9, 0),
-        0xd8 => (17, 0),
-        0xdc => (2, be(buf, p, 2)?),
-        0xdd => (4, be(buf, p, 4)?),
-        0xde => (2, 2 * be(buf, p, 2)?),
-        0xdf => (4, 2 * be(buf, p, 4)?),
-        0xc1 => return Err(Error::Malformed("reserved marker 0xc1".into())),
+    let (skip, items) = match Marker::from_u8(buf[pos]) {
+        Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::False | Marker::True => {
+            (0, 0)
+        }
+        Marker::FixMap(n) => (0, 2 * n as usize),
+        Marker::FixArray(n) => (0, n as usize),
+        Marker::FixStr(n) => (n as usize, 0),
+        Marker::Str8 | Marker::Bin8 => (1 + be(buf, p, 1)?, 0),
+        Marker::Str16 | Marker::Bin16 => (2 + be(buf, p, 2)?, 0),
+        Marker::Str32 | Marker::Bin32 => (4 + be(buf, p, 4)?, 0),
+        // An ext: its length, its type byte, its data.
+        Marker::Ext8 => (2 + be(buf, p, 1)?, 0),
+        Marker::Ext16 => (3 + be(buf, p, 2)?, 0),
+        Marker::Ext32 => (5 + be(buf, p, 4)?, 0),
+        Marker::U8 | Marker::I8 => (1, 0),
+        Marker::U16 | Marker::I16 => (2, 0),
+        Marker::U32 | Marker::I32 | Marker::F32 => (4, 0),
+        Marker::U64 | Marker::I64 | Marker::F64 => (8, 0),
+        Marker::FixExt1 => (2, 0),
+        Marker::FixExt2 => (3, 0),
+        Marker::FixExt4 => (5, 0),
+        Marker::FixExt8 => (9, 0),
+        Marker::FixExt16 => (17, 0),
+        Marker::Array16 => (2, be(buf, p, 2)?),
+        Marker::Array32 => (4, be(buf, p, 4)?),
+        Marker::Map16 => (2, 2 * be(buf, p, 2)?),
+        Marker::Map32 => (4, 2 * be(buf, p, 4)?),
+        Marker::Reserved => return Err(Error::Malformed("reserved marker 0xc1".into())),
     };
     need(buf, p, skip)?;
     let mut end = p + skip;
@@ -92,12 +96,13 @@ pub fn skip_value(buf: &[u8], pos: usize, depth: usize) -> Result<usize> {
 /// Reads an array header at `pos`: (element count, offset of the first element).
 pub fn read_array_header(buf: &[u8], pos: usize) -> Result<(usize, usize)> {
     need(buf, pos, 1)?;
-    match buf[pos] {
-        m @ 0x90..=0x9f => Ok((m as usize & 0x0f, pos + 1)),
-        0xdc => Ok((be(buf, pos + 1, 2)?, pos + 3)),
-        0xdd => Ok((be(buf, pos + 1, 4)?, pos + 5)),
-        m => Err(Error::Malformed(format!(
-            "expected an array, found marker {m:#04x}"
+    match Marker::from_u8(buf[pos]) {
+        Marker::FixArray(n) => Ok((n as usize, pos + 1)),
+        Marker::Array16 => Ok((be(buf, pos + 1, 2)?, pos + 3)),
+        Marker::Array32 => Ok((be(buf, pos + 1, 4)?, pos + 5)),
+        _ => Err(Error::Malformed(format!(
+            "expected an array, found marker {:#04x}",
+            buf[pos]
         ))),
     }
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::codec::{Codec, Resolved};
 use crate::errors::deserialization_error;
+use crate::policy::{Policy, Resolved};
 use crate::pyrefs::std;
 
-use fastcheckpoint_core::wire::{ext, MAX_DEPTH};
+use fastcheckpoint_core::wire::{ext, Marker, MAX_DEPTH};
 /// Map keys up to this length are shared within one decode...
 const KEY_CACHE_LEN: usize = 64;
 /// ...in a direct-mapped table of this many slots (a power of two)...
@@ -47,7 +47,7 @@ impl<'a, 'py> KeyCache<'a, 'py> {
 
 pub struct Decoder<'a, 'py> {
     py: Python<'py>,
-    codec: &'a Codec,
+    policy: &'a Policy,
     buf: &'a [u8],
     pos: usize,
     depth: usize,
@@ -126,15 +126,36 @@ fn wide_str<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     }
 }
 
+/// Bytes of the length (or value) that follows a marker of an 8/16/32/64-bit kind.
+fn width(m: Marker) -> usize {
+    match m {
+        Marker::U8 | Marker::Bin8 | Marker::Str8 | Marker::Ext8 => 1,
+        Marker::U16
+        | Marker::Bin16
+        | Marker::Str16
+        | Marker::Ext16
+        | Marker::Array16
+        | Marker::Map16 => 2,
+        Marker::U32
+        | Marker::Bin32
+        | Marker::Str32
+        | Marker::Ext32
+        | Marker::Array32
+        | Marker::Map32 => 4,
+        Marker::U64 => 8,
+        _ => unreachable!("{m:?} has no length field"),
+    }
+}
+
 fn truncated() -> PyErr {
     deserialization_error("truncated msgpack data: the bytes end inside a value")
 }
 
 impl<'a, 'py> Decoder<'a, 'py> {
-    pub fn new(py: Python<'py>, codec: &'a Codec, buf: &'a [u8], depth: usize) -> Self {
+    pub fn new(py: Python<'py>, policy: &'a Policy, buf: &'a [u8], depth: usize) -> Self {
         Decoder {
             py,
-            codec,
+            policy,
             buf,
             pos: 0,
             depth,
@@ -206,17 +227,18 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let Some(&m) = self.buf.get(self.pos) else {
             return Err(truncated());
         };
-        let n = match m {
-            0xa0..=0xbf => {
+        let width = match Marker::from_u8(m) {
+            Marker::FixStr(n) => {
                 self.pos += 1;
-                m as usize & 0x1f
+                return self.take(n as usize).map(Some);
             }
-            0xd9..=0xdb => {
-                self.pos += 1;
-                self.be(1 << (m - 0xd9))?
-            }
+            Marker::Str8 => 1,
+            Marker::Str16 => 2,
+            Marker::Str32 => 4,
             _ => return Ok(None),
         };
+        self.pos += 1;
+        let n = self.be(width)?;
         self.take(n).map(Some)
     }
 
@@ -328,11 +350,10 @@ impl<'a, 'py> Decoder<'a, 'py> {
     /// `[module, name, payload]`, plus the method name for code 3 (a fourth
     /// item for pydantic is upstream's unused method name).
     fn constructor(&mut self, code: i8) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.take(1)?[0];
-        let n = match m {
-            0x90..=0x9f => m as usize & 0x0f,
-            0xdc => self.be(2)?,
-            0xdd => self.be(4)?,
+        let n = match Marker::from_u8(self.take(1)?[0]) {
+            Marker::FixArray(n) => n as usize,
+            Marker::Array16 => self.be(2)?,
+            Marker::Array32 => self.be(4)?,
             _ => {
                 return Err(deserialization_error(format!(
                     "ext {code} payload is not an array"
@@ -365,7 +386,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             .find(|(m, c, _)| *m == module && *c == name)
             .map(|(_, _, r)| r.clone());
         let (built, resolved) = self
-            .codec
+            .policy
             .construct(self.py, code, module, name, &payload, method, known)?;
         if let (Some(r), true) = (resolved, self.classes.len() < 64) {
             self.classes.push((module, name, r));
@@ -375,73 +396,77 @@ impl<'a, 'py> Decoder<'a, 'py> {
 
     pub fn value(&mut self, as_key: bool) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
-        let m = self.take(1)?[0];
+        let m = Marker::from_u8(self.take(1)?[0]);
         Ok(match m {
-            0x00..=0x7f => (m as i64).into_pyobject(py)?.into_any(),
-            0xe0..=0xff => (m as i8 as i64).into_pyobject(py)?.into_any(),
-            0x80..=0x8f => return self.map(m as usize & 0x0f, as_key),
-            0x90..=0x9f => return self.array(m as usize & 0x0f, as_key),
-            0xa0..=0xbf | 0xd9..=0xdb => {
+            Marker::FixPos(n) => (n as i64).into_pyobject(py)?.into_any(),
+            Marker::FixNeg(n) => (n as i64).into_pyobject(py)?.into_any(),
+            Marker::FixMap(n) => return self.map(n as usize, as_key),
+            Marker::FixArray(n) => return self.array(n as usize, as_key),
+            Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
                 self.pos -= 1; // str_bytes reads the marker again
                 return self.str();
             }
-            0xc0 => py.None().into_bound(py),
-            0xc2 => false.into_pyobject(py)?.to_owned().into_any(),
-            0xc3 => true.into_pyobject(py)?.to_owned().into_any(),
-            0xc4..=0xc6 => {
-                let n = self.be(1 << (m - 0xc4))?;
+            Marker::Null => py.None().into_bound(py),
+            Marker::False => false.into_pyobject(py)?.to_owned().into_any(),
+            Marker::True => true.into_pyobject(py)?.to_owned().into_any(),
+            Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+                let n = self.be(width(m))?;
                 PyBytes::new(py, self.take(n)?).into_any()
             }
-            0xc7..=0xc9 => {
-                let n = self.be(1 << (m - 0xc7))?;
+            Marker::Ext8 | Marker::Ext16 | Marker::Ext32 => {
+                let n = self.be(width(m))?;
                 return self.ext(n);
             }
-            0xca => {
+            Marker::F32 => {
                 let b = self.take(4)?;
                 (f32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f64)
                     .into_pyobject(py)?
                     .into_any()
             }
-            0xcb => {
+            Marker::F64 => {
                 let b = self.take(8)?;
                 f64::from_be_bytes(b.try_into().unwrap())
                     .into_pyobject(py)?
                     .into_any()
             }
-            0xcc..=0xcf => (self.be(1 << (m - 0xcc))? as u64)
+            Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64 => {
+                (self.be(width(m))? as u64).into_pyobject(py)?.into_any()
+            }
+            Marker::I8 => (self.take(1)?[0] as i8 as i64)
                 .into_pyobject(py)?
                 .into_any(),
-            0xd0 => (self.take(1)?[0] as i8 as i64)
-                .into_pyobject(py)?
-                .into_any(),
-            0xd1 => {
+            Marker::I16 => {
                 let b = self.take(2)?;
                 (i16::from_be_bytes([b[0], b[1]]) as i64)
                     .into_pyobject(py)?
                     .into_any()
             }
-            0xd2 => {
+            Marker::I32 => {
                 let b = self.take(4)?;
                 (i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64)
                     .into_pyobject(py)?
                     .into_any()
             }
-            0xd3 => {
+            Marker::I64 => {
                 let b = self.take(8)?;
                 i64::from_be_bytes(b.try_into().unwrap())
                     .into_pyobject(py)?
                     .into_any()
             }
-            0xd4..=0xd8 => return self.ext(1 << (m - 0xd4)),
-            0xdc | 0xdd => {
-                let n = self.be(if m == 0xdc { 2 } else { 4 })?;
+            Marker::FixExt1 => return self.ext(1),
+            Marker::FixExt2 => return self.ext(2),
+            Marker::FixExt4 => return self.ext(4),
+            Marker::FixExt8 => return self.ext(8),
+            Marker::FixExt16 => return self.ext(16),
+            Marker::Array16 | Marker::Array32 => {
+                let n = self.be(width(m))?;
                 return self.array(n, as_key);
             }
-            0xde | 0xdf => {
-                let n = self.be(if m == 0xde { 2 } else { 4 })?;
+            Marker::Map16 | Marker::Map32 => {
+                let n = self.be(width(m))?;
                 return self.map(n, as_key);
             }
-            0xc1 => return Err(deserialization_error("invalid msgpack marker 0xc1")),
+            Marker::Reserved => return Err(deserialization_error("invalid msgpack marker 0xc1")),
         })
     }
 }

@@ -2,22 +2,28 @@
 //!
 //! * [`codec`]: `Codec`, the Python <-> msgpack codec compatible with LangGraph's
 //!   `JsonPlusSerializer` ("msgpack" type, ext codes 0-7 as named in core's
-//!   `wire::ext`), with its security policy; it drives
-//!   * [`encode`]: Python objects -> msgpack, types classified once per type, and
-//!   * [`decode`]: msgpack -> Python objects, bounded in depth and size.
+//!   `wire::ext`); it drives
+//!   * [`encode`]: Python objects -> msgpack, each type classified once by
+//!     [`classify`], and
+//!   * [`decode`]: msgpack -> Python objects, bounded in depth and size, which
+//!     rebuilds classes under
+//!   * [`policy`]: what may be rebuilt (the security policy) and how.
 //! * [`pyrefs`]: the Python types and functions the codec looks up once.
 //! * [`writer`]: `DeltaWriter`, the per-saver state that turns channel values into
 //!   checksummed keyframe/delta blobs, and the chain reader.
 //! * [`trace`]: identity traces that let the writer reuse unchanged elements' bytes.
-//! * [`sqlite`]: `SqliteStore`, batched SQLite transactions run without the GIL.
+//! * [`store`]: `SqliteStore`, core's `store` (batched SQLite transactions) bound
+//!   for Python, run without the GIL.
 //! * [`errors`]: the single mapping from Rust errors to the Python exception tree.
 
+mod classify;
 mod codec;
 mod decode;
 mod encode;
 mod errors;
+mod policy;
 mod pyrefs;
-mod sqlite;
+mod store;
 mod trace;
 mod writer;
 
@@ -28,10 +34,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Codec>()?;
     m.add_class::<writer::DeltaWriter>()?;
     m.add_class::<writer::Body>()?;
-    m.add_class::<sqlite::SqliteStore>()?;
+    m.add_class::<store::SqliteStore>()?;
     #[cfg(unix)]
-    m.add_class::<sqlite::CommitQueue>()?;
-    m.add_function(wrap_pyfunction!(sqlite::sqlite_library, m)?)?;
+    m.add_class::<store::CommitQueue>()?;
+    m.add_function(wrap_pyfunction!(store::sqlite_library, m)?)?;
     m.add_function(wrap_pyfunction!(writer::assemble_chain, m)?)?;
     m.add_function(wrap_pyfunction!(trace::traces_read_dict_tags, m)?)?;
     m.add_function(wrap_pyfunction!(writer::delta_base, m)?)?;

@@ -26,7 +26,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::encode::{in_field_order, known_entry, model_dict, Entry, MAX_DEPTH};
+use crate::classify::{in_field_order, known_entry, model_dict, Entry};
+use fastcheckpoint_core::wire::MAX_DEPTH;
 
 pub struct Trace {
     tokens: Box<[usize]>,
