@@ -47,7 +47,7 @@ class Source(Protocol):
 
 
 class UpstreamTables(Protocol):
-    """A backend's reader of upstream LangGraph's tables (``_legacy``)."""
+    """A backend's reader of upstream LangGraph's tables (``_upstream``)."""
 
     @classmethod
     def detect_op(cls, serde: Any) -> Op[Source | None]: ...

@@ -8,6 +8,10 @@ back). A backend supplies the store that runs them and its SQL dialect
 written with SQLite's ``?``/``?N`` placeholders); sync savers drive the
 operations with ``_run`` / ``_iter``, async ones with ``_ops``' async
 drivers over the same generators (and group commit, ``_group``).
+
+The file is long because it is one class: every operation of ``StoreSaver``
+(reading, writing, removing), then its public methods and their async twins,
+which are one line each over those operations.
 """
 
 from __future__ import annotations

@@ -118,9 +118,9 @@ class Database:
             return OurTables(self.saver), "fastcheckpoint"
         if self.kind == "upstream":
             if self.pg:
-                from fastcheckpoint.postgres._legacy import UpstreamPostgres as Upstream
+                from fastcheckpoint.postgres._upstream import UpstreamPostgres as Upstream
             else:
-                from fastcheckpoint.sqlite._legacy import UpstreamSqlite as Upstream  # type: ignore[assignment]
+                from fastcheckpoint.sqlite._upstream import UpstreamSqlite as Upstream  # type: ignore[assignment]
             found = self.run(Upstream.detect_op(self.saver.serde), setup=False)
             if found is not None:
                 return found, "upstream LangGraph"

@@ -31,8 +31,8 @@ from fastcheckpoint._ops import Op, Read, Write
 from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import ConfigError
 from fastcheckpoint.postgres import _schema as sql
-from fastcheckpoint.postgres._legacy import UpstreamPostgres
 from fastcheckpoint.postgres._store import PREPARE_THRESHOLD, PgStore, connection_kwargs, pool_arguments
+from fastcheckpoint.postgres._upstream import UpstreamPostgres
 
 
 def setup_op(saver: StoreSaver) -> Op[None]:

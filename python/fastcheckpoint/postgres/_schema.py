@@ -4,7 +4,7 @@ saver picks them by name), written with the same ``?``/``?N`` placeholders
 (``_store`` rewrites them for psycopg).
 
 Tables are prefixed ``fc_`` so they can live beside upstream's ``checkpoints``
-/ ``checkpoint_blobs`` / ``checkpoint_writes`` (which ``_legacy`` takes over).
+/ ``checkpoint_blobs`` / ``checkpoint_writes`` (which ``_upstream`` takes over).
 Keys are ``COLLATE "C"``: checkpoint ids and versions order bytewise whatever
 the database's locale. JSON columns are ``jsonb`` and are read back as text so
 rows look the same on both backends.

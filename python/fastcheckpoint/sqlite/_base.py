@@ -30,8 +30,8 @@ from fastcheckpoint._native import SqliteStore
 from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.sqlite import _schema as sql
-from fastcheckpoint.sqlite._legacy import UpstreamSqlite
 from fastcheckpoint.sqlite._library import check_one_sqlite
+from fastcheckpoint.sqlite._upstream import UpstreamSqlite
 
 
 class SqliteSaverBase(StoreSaver):

@@ -1,7 +1,7 @@
 """Our SQLite tables, their versioned migrations, and every query the savers run.
 
 Our tables are prefixed ``fc_`` so they can live in the same file as
-upstream's ``checkpoints`` / ``writes`` (which ``_legacy`` migrates from).
+upstream's ``checkpoints`` / ``writes`` (which ``_upstream`` migrates from).
 
 * ``fc_checkpoints``: one row per checkpoint, the checkpoint without its
   channel values, metadata as JSON text (filterable with ``json_extract``),
