@@ -1,4 +1,58 @@
+"""Benchmarks print their tables; with ``FC_BENCH_REPORT=path`` (``make bench``)
+each test's output is also collected and the whole run written to that file
+(docs/benchmarks.md): what ran, where, and the tables as printed."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+_REPORT = os.environ.get("FC_BENCH_REPORT")
+_sections: list[tuple[str, str, str]] = []  # (test id, module doc's first line, output)
+
+
+@pytest.fixture(autouse=True)
+def _collect(request, capsys) -> Iterator[None]:
+    """Keeps a test's output for the report and still shows it as it runs."""
+    yield
+    if _REPORT is None:
+        return
+    out, err = capsys.readouterr()
+    with capsys.disabled():
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+    doc = (request.module.__doc__ or "").strip().splitlines()
+    _sections.append((request.node.nodeid, doc[0] if doc else "", out.strip("\n")))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    if _REPORT is None or not _sections:
+        return
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (every benchmark in `benches/`, upstream and ours side by side",
+        "in the same process on the same data); do not edit by hand.",
+        "",
+        f"- run: {datetime.date.today().isoformat()}, pytest exit status {int(exitstatus)}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+        f"- CPython {platform.python_version()}",
+        "- durability: each table states it; upstream SqliteSaver runs WAL with synchronous FULL,",
+        "  ours defaults to WAL with synchronous NORMAL (FULL shown beside it where it matters)",
+        "",
+    ]
+    for nodeid, doc, out in _sections:
+        lines += [f"## `{nodeid}`", ""]
+        if doc:
+            lines += [doc, ""]
+        lines += ["```", out or "(no output)", "```", ""]
+    Path(_REPORT).write_text("\n".join(lines))
