@@ -155,26 +155,46 @@ def message(i: int):
     )
 
 
-def rebuilt(blobs: dict[str, bytes], version: str) -> bytes:
+def chain_of(blobs: dict[str, bytes], version: str) -> list[bytes]:
+    """The stored chain of ``version``, newest first."""
     chain = [blobs[version]]
     while (base := delta_base(chain[-1])) is not None:
         chain.append(blobs[base])
-    return bytes(assemble_chain(chain))
+    return chain
+
+
+def rebuilt(blobs: dict[str, bytes], version: str) -> bytes:
+    return bytes(assemble_chain(chain_of(blobs, version)))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
-        st.tuples(st.integers(0, len(MUTATIONS) - 1), st.integers(0, 10**6), st.booleans()),
+        st.tuples(
+            st.integers(0, len(MUTATIONS) - 1),
+            st.integers(0, 10**6),
+            st.booleans(),
+            st.sampled_from([None, None, "same writer", "new writer"]),
+        ),
         min_size=1,
         max_size=25,
     )
 )
 def test_every_version_rebuilds_to_a_fresh_encoding(ops) -> None:
+    """Also with the history read back between puts, as a graph turn starts
+    (``read``: the same writer, or a new one as in another process): the
+    objects a read hands out get traces of their own, and every mutation of
+    them must still reach the next stored version."""
     writer = DeltaWriter(max_depth=6)
     msgs = [message(i) for i in range(8)]
     blobs: dict[str, bytes] = {}
-    for step, (op, where, append) in enumerate(ops):
+    for step, (op, where, append, read) in enumerate(ops):
+        if step and read:
+            last = f"{step - 1:05d}"
+            if read == "new writer":
+                writer = DeltaWriter(max_depth=6)
+            msgs = CODEC.loads(assemble_chain(chain_of(blobs, last)))
+            writer.seed("t", "", "messages", last, chain_of(blobs, last), True, msgs)
         # Mutate only after the first put, so a trace exists for every element.
         if step:
             MUTATIONS[op](msgs, where % len(msgs), step)

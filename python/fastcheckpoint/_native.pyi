@@ -36,7 +36,14 @@ class DeltaWriter:
         seal: bool = True,
     ) -> list[tuple[str, str | int | float, str, bytes | Body, str | None]]: ...
     def seed(
-        self, thread_id: str, checkpoint_ns: str, channel: str, version: str, chain: list[bytes], head: bool = False
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        channel: str,
+        version: str,
+        chain: list[bytes],
+        head: bool = False,
+        value: Any = None,
     ) -> None: ...
     def forget(self, thread_id: str | None = None) -> None: ...
 

@@ -171,7 +171,8 @@ def load_channel(
     None (a value nobody else holds) only the newest version is built, and a
     list read whole teaches ``writer`` (``DeltaWriter.seed``; ``head``: read
     from the thread's latest checkpoint) the stored version its next put can
-    be a delta of; ``key`` is then (thread, ns, channel, version). ``where()``
+    be a delta of and, from the head, the objects handed out, so that put
+    encodes only what a run adds; ``key`` is then (thread, ns, channel, version). ``where()``
     names the row in errors.
     """
     with located(where):
@@ -215,7 +216,7 @@ def _load_channel(
     if cache is None:
         value = codec.loads_steps([(blob, b) for _, blob, b in reversed(chain)], value)
         if writer is not None and type(value) is list:
-            writer.seed(*key, [blob for _, blob, _ in chain], head)
+            writer.seed(*key, [blob for _, blob, _ in chain], head, value if head else None)
         return value
     for k, blob, b in reversed(chain):
         value = cache[k] = codec.loads_step(blob, value, b)

@@ -166,7 +166,35 @@ pub fn assemble(chain: &[&[u8]]) -> Result<Vec<u8>> {
 /// `version`) needs to store the next version as a delta on it.
 pub fn chain_state(chain: &[&[u8]], version: String) -> Result<ListState> {
     let opened = open_chain(chain)?;
-    let hashes = elements(&opened)?.into_iter().map(hash).collect();
+    let elems = elements(&opened)?;
+    state_of(&opened, &elems, version)
+}
+
+/// `chain_state`, with the stored elements' msgpack concatenated and their
+/// boundaries (`bounds[i]..bounds[i + 1]` is element `i`): what a writer keeps
+/// of a list it encoded itself.
+pub fn chain_contents(
+    chain: &[&[u8]],
+    version: String,
+) -> Result<(ListState, Vec<u8>, Vec<usize>)> {
+    let opened = open_chain(chain)?;
+    let elems = elements(&opened)?;
+    let mut bytes = Vec::with_capacity(elems.iter().map(|e| e.len()).sum());
+    let mut bounds = Vec::with_capacity(elems.len() + 1);
+    bounds.push(0);
+    for e in &elems {
+        bytes.extend_from_slice(e);
+        bounds.push(bytes.len());
+    }
+    Ok((state_of(&opened, &elems, version)?, bytes, bounds))
+}
+
+fn state_of(
+    opened: &[envelope::Opened<'_>],
+    elems: &[&[u8]],
+    version: String,
+) -> Result<ListState> {
+    let hashes = elems.iter().map(|e| hash(e)).collect();
     let (keyframe, deltas) = opened.split_last().expect("open_chain: never empty");
     let (_, header) = wire::read_array_header(&keyframe.body, 0)?;
     Ok(ListState {

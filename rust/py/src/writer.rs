@@ -262,7 +262,12 @@ impl DeltaWriter {
     /// the next put continues it; any other read (an older checkpoint) only
     /// teaches a writer that knows nothing of the channel. A chain that is not
     /// a list teaches nothing (and is no error here).
-    #[pyo3(signature = (thread_id, checkpoint_ns, channel, version, chain, head=false))]
+    ///
+    /// `value`, the list just decoded from that chain by a `head` read, is
+    /// what a graph run goes on with: each element gets an identity trace
+    /// against its stored bytes, so the next put encodes only what the run
+    /// added or changed, as if this writer had written those objects itself.
+    #[pyo3(signature = (thread_id, checkpoint_ns, channel, version, chain, head=false, value=None))]
     #[allow(clippy::too_many_arguments)]
     fn seed(
         &self,
@@ -273,28 +278,55 @@ impl DeltaWriter {
         version: &str,
         chain: Vec<PyBackedBytes>,
         head: bool,
+        value: Option<Bound<'_, PyAny>>,
     ) {
         let key = (
             thread_id.to_owned(),
             checkpoint_ns.to_owned(),
             channel.to_owned(),
         );
-        let known = |states: &mut States| {
-            states
-                .get(&key)
-                .is_some_and(|s| !head || s.version == version)
-        };
-        if known(&mut self.states.lock().unwrap()) {
-            return;
+        let list = value
+            .filter(|_| head)
+            .and_then(|v| v.downcast_into_exact::<PyList>().ok());
+        let at_version = |states: &mut States| states.get(&key).map(|s| s.version == version);
+        match at_version(&mut self.states.lock().unwrap()) {
+            // This writer stored that version: only the objects are new.
+            Some(true) => {
+                if let Some(list) = list {
+                    self.retrace(py, &key, &list);
+                }
+                return;
+            }
+            Some(false) if !head => return,
+            _ => {}
         }
-        let state = py.detach(|| {
+        let contents = py.detach(|| {
             let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
-            delta::chain_state(&parts, version.to_owned())
+            delta::chain_contents(&parts, version.to_owned())
         });
-        let Ok(state) = state else { return };
-        let mut states = self.states.lock().unwrap();
-        if !known(&mut states) {
-            states.insert(key, state);
+        let Ok((state, elems, bounds)) = contents else {
+            return;
+        };
+        let enc = list.filter(|l| l.len() + 1 == bounds.len()).map(|l| {
+            let mut tracer = Tracer::new(py);
+            Encoded {
+                traces: l.iter().map(|item| tracer.record(&item)).collect(),
+                hashes: state.hashes.clone(),
+                elems,
+                bounds,
+            }
+        });
+        {
+            let mut states = self.states.lock().unwrap();
+            // Another thread may have learned it meanwhile.
+            if at_version(&mut states).is_some_and(|same| same || !head) {
+                return;
+            }
+            states.insert(key.clone(), state);
+        }
+        self.take_recent(&key);
+        if let Some(enc) = enc {
+            self.keep_recent(key, enc);
         }
     }
 
@@ -348,6 +380,19 @@ impl DeltaWriter {
         let next = ListState::after(prev, version, enc.hashes.clone(), bounds, keep);
         states.insert(key, next);
         (body, base)
+    }
+
+    /// Traces `list`'s elements in place of those of the encoding kept for
+    /// `key` (the same stored version, read back as new objects).
+    fn retrace(&self, py: Python<'_>, key: &ChannelKey, list: &Bound<'_, PyList>) {
+        let Some(mut enc) = self.take_recent(key) else {
+            return;
+        };
+        if enc.hashes.len() == list.len() && enc.bounds.len() == list.len() + 1 {
+            let mut tracer = Tracer::new(py);
+            enc.traces = list.iter().map(|item| tracer.record(&item)).collect();
+        }
+        self.keep_recent(key.clone(), enc);
     }
 
     fn take_recent(&self, key: &ChannelKey) -> Option<Encoded> {
