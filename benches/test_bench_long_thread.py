@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
 from benches._timing import fmt, settle, tail, timeit
@@ -87,3 +88,39 @@ def test_long_thread_storage_and_costs(tmp_path) -> None:
                 )
     floor = len(seal(text)) / raw_text_bytes([m for t in range(MARKS[-1]) for m in turn_messages(t)])
     print(f"floor (the text compressed once): {floor:.2f}x the raw text")
+
+
+def read_then_put(saver, turns: int = 200, steps: int = 40) -> tuple[float, float]:
+    """Put time (median, p95) of a thread of ``turns`` turns when, as a graph
+    turn does, every put follows a ``get_tuple`` whose list it extends: the
+    put meets objects the read just made, none it encoded itself."""
+    for args in thread_checkpoints(saver, (m for t in range(turns) for m in turn_messages(t))):
+        saver.put(*args)
+    cfg = {"configurable": {"thread_id": "t"}}
+    times = []
+    settle()
+    for step in range(steps):
+        latest = saver.get_tuple(cfg)
+        msgs = [*latest.checkpoint["channel_values"]["messages"], turn_messages(turns + step)[0]]
+        cp = empty_checkpoint()
+        version = saver.get_next_version(latest.checkpoint["channel_versions"]["messages"], None)
+        cp["channel_values"] = {"messages": msgs}
+        cp["channel_versions"] = {"messages": version}
+        start = time.perf_counter()
+        saver.put(latest.config, cp, {"source": "loop", "step": len(msgs)}, {"messages": version})
+        times.append(time.perf_counter() - start)
+    assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == msgs
+    return tail(times)
+
+
+def test_put_after_a_read(tmp_path) -> None:
+    turns = 200
+    got = {}
+    for name, cls in (("upstream", UpstreamSqlite), ("ours", SqliteSaver)):
+        with cls.from_conn_string(str(tmp_path / f"{name}.db")) as saver:
+            got[name] = read_then_put(saver, turns)
+    (up50, up95), (p50, p95) = got["upstream"], got["ours"]
+    print(f"\n## put after a get_tuple, {4 * turns} messages of natural-like text, SqliteSaver")
+    print(f"{'':10} {'upstream (FULL)':>16} {'ours (NORMAL)':>14} {'speed-up':>9}")
+    print(f"{'median':10} {fmt(up50):>16} {fmt(p50):>14} {up50 / p50:>8.1f}x")
+    print(f"{'p95':10} {fmt(up95):>16} {fmt(p95):>14} {up95 / p95:>8.1f}x")
