@@ -113,7 +113,7 @@ def inline_values(checkpoint: dict[str, Any], values: Mapping[str, Any], reput: 
     inline = {ch: v for ch, v in values.items() if reput or ch not in versions}
     if inline:
         checkpoint["channel_values"] = inline
-    return {**versions, **dict.fromkeys(inline, INLINE)}
+    return channels_of(checkpoint)
 
 
 def channels_of(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,8 +172,8 @@ def load_channel(
     list read whole teaches ``writer`` (``DeltaWriter.seed``; ``head``: read
     from the thread's latest checkpoint) the stored version its next put can
     be a delta of and, from the head, the objects handed out, so that put
-    encodes only what a run adds; ``key`` is then (thread, ns, channel, version). ``where()``
-    names the row in errors.
+    encodes only what a run adds; ``key`` is then (thread, ns, channel,
+    version). ``where()`` names the row in errors.
     """
     with located(where):
         return _load_channel(serde, key, fetch, cache, writer, head)
@@ -231,9 +231,10 @@ def needed_ancestors(
     """Checkpoint IDs whose writes the survivors' DeltaChannel history walks through.
 
     ``entry(id)`` gives a checkpoint's ``channels`` map (versions, or
-    ``INLINE``) and parent id, visible or hidden. A channel whose blob at a survivor is absent or "empty" (how
-    DeltaChannel stores non-snapshot steps) is rebuilt from ancestors' writes
-    back to the nearest ancestor holding a stored value: all those are needed.
+    ``INLINE``) and parent id, visible or hidden. A channel whose blob at a
+    survivor is absent or "empty" (how DeltaChannel stores non-snapshot steps)
+    is rebuilt from ancestors' writes back to the nearest ancestor holding a
+    stored value: all those are needed.
     """
     needed: set[str] = set()
 
