@@ -51,8 +51,9 @@ test-upstream:
 
 test: test-rust test-python
 
-# Every benchmark; their tables are also written to docs/benchmarks.md.
-bench: install
+# Every benchmark (the per-version one on the wheel just built); their tables
+# are also written to docs/benchmarks.md.
+bench: install wheel
 	FC_BENCH_REPORT=docs/benchmarks.md $(PY) -m pytest benches -q -p no:cacheprovider --benchmark-disable -s
 
 lint: install

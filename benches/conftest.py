@@ -17,21 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 _REPORT = os.environ.get("FC_BENCH_REPORT")
-_sections: list[tuple[str, str, str]] = []  # (test id, module doc's first line, output)
+_sections: list[tuple[str, str, str]] = []  # (test id, its doc's first paragraph, output)
 
 
 @pytest.fixture(autouse=True)
 def _collect(request, capsys) -> Iterator[None]:
-    """Keeps a test's output for the report and still shows it as it runs."""
+    """Keeps a test's output for the report (with ``-s``, as ``make bench``
+    runs them, it is shown as it is printed too)."""
     yield
     if _REPORT is None:
         return
-    out, err = capsys.readouterr()
-    with capsys.disabled():
-        sys.stdout.write(out)
-        sys.stderr.write(err)
-    doc = (request.module.__doc__ or "").strip().splitlines()
-    _sections.append((request.node.nodeid, doc[0] if doc else "", out.strip("\n")))
+    out = capsys.readouterr().out
+    doc = request.function.__doc__ or request.module.__doc__ or ""
+    first_paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    _sections.append((request.node.nodeid, first_paragraph, out.strip("\n")))
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
