@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyList};
 use crate::decode::{Decoder, GcPause};
 use crate::encode::Encoder;
 use crate::errors::corrupt_data_error;
-use crate::policy::Policy;
+use crate::policy::{keys, Policy};
 use fastcheckpoint_core::envelope;
 
 #[pyclass(frozen, module = "fastcheckpoint._native")]
@@ -32,7 +32,13 @@ impl Codec {
         raise_refused: bool,
     ) -> PyResult<Self> {
         Ok(Codec {
-            policy: Policy::new(permissive, allowed, safe, safe_methods, raise_refused)?,
+            policy: Policy::new(
+                permissive,
+                raise_refused,
+                keys(allowed)?,
+                keys(safe)?,
+                keys(safe_methods)?,
+            ),
         })
     }
 

@@ -25,7 +25,7 @@ use crate::errors::disallowed_type_error;
 use crate::pyrefs::std;
 use fastcheckpoint_core::wire::ext;
 
-type Key = (String, String);
+pub type Key = (String, String);
 
 /// What a `Codec` may rebuild, and the classes it has resolved.
 pub struct Policy {
@@ -82,22 +82,23 @@ enum Unusable {
 
 impl Policy {
     /// The policy of a codec: `allowed` (module, name) pairs, LangGraph's
-    /// `safe` types and `safe_methods` (module, name, method) triples.
+    /// `safe` types and `safe_methods` (module, name, method) triples (each
+    /// read from Python with [`keys`]).
     pub fn new(
         permissive: bool,
-        allowed: Option<&Bound<'_, PyAny>>,
-        safe: Option<&Bound<'_, PyAny>>,
-        safe_methods: Option<&Bound<'_, PyAny>>,
         raise_refused: bool,
-    ) -> PyResult<Self> {
-        Ok(Policy {
+        allowed: HashSet<Key>,
+        safe: HashSet<Key>,
+        safe_methods: HashSet<(String, String, String)>,
+    ) -> Self {
+        Policy {
             permissive,
             raise_refused,
-            allowed: keys(allowed)?,
-            safe: keys(safe)?,
-            safe_methods: keys(safe_methods)?,
+            allowed,
+            safe,
+            safe_methods,
             resolved: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     fn resolve<'py>(
@@ -373,7 +374,8 @@ fn fast_build<'py>(
     Ok(Some(obj))
 }
 
-fn keys<'py, T: FromPyObject<'py> + Eq + std::hash::Hash>(
+/// The entries of a Python iterable of tuples that have `T`'s arity.
+pub fn keys<'py, T: FromPyObject<'py> + Eq + std::hash::Hash>(
     items: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<HashSet<T>> {
     let mut out = HashSet::new();
