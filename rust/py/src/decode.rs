@@ -227,7 +227,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
         let Some(&m) = self.buf.get(self.pos) else {
             return Err(truncated());
         };
-        let width = match Marker::from_u8(m) {
+        let len_bytes = match Marker::from_u8(m) {
             Marker::FixStr(n) => {
                 self.pos += 1;
                 return self.take(n as usize).map(Some);
@@ -238,7 +238,7 @@ impl<'a, 'py> Decoder<'a, 'py> {
             _ => return Ok(None),
         };
         self.pos += 1;
-        let n = self.be(width)?;
+        let n = self.be(len_bytes)?;
         self.take(n).map(Some)
     }
 
