@@ -61,10 +61,17 @@ def test_a_re_put_stores_the_values_given(saver) -> None:
     assert got.metadata["step"] == 9
     # The child, stored as a delta of the first put's list, still reads back whole.
     assert saver.get_tuple(thread).checkpoint["channel_values"] == {"msgs": ["a", "b", "c", "d", "e", "f"], "n": 1}
-    # And later puts build on it consistently.
-    grandchild = _checkpoint("3", {"msgs": ["a", "b", "c", "d", "e", "f", "g"]}, {"msgs": "3", "n": "1"})
-    saver.put(saver.get_tuple(thread).config, grandchild, {"step": 2}, {"msgs": "3"})
-    assert saver.get_tuple(thread).checkpoint["channel_values"]["msgs"] == ["a", "b", "c", "d", "e", "f", "g"]
+    # A re-put naming a version already stored as new: the stored blob stays
+    # (later versions may be deltas of it), the re-put reads back its own values.
+    head = saver.get_tuple(thread).config
+    longer = ["a", "b", "c", "d", "e", "f", "x", "y"]
+    saver.put(parent, _checkpoint("2", {"msgs": longer, "n": 1}, {"msgs": "2", "n": "1"}), {}, {"msgs": "2"})
+    assert saver.get_tuple(head).checkpoint["channel_values"] == {"msgs": longer, "n": 1}
+    # Later puts build on what is stored, not on what the re-put gave: a delta
+    # keeping `longer`'s 8 elements of the stored 6 would not rebuild.
+    grandchild = _checkpoint("3", {"msgs": [*longer, "g"]}, {"msgs": "3", "n": "1"})
+    saver.put(head, grandchild, {"step": 2}, {"msgs": "3"})
+    assert saver.get_tuple(thread).checkpoint["channel_values"]["msgs"] == [*longer, "g"]
 
 
 def test_a_re_put_matches_upstream_sqlite(tmp_path) -> None:

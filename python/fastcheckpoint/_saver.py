@@ -386,10 +386,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
         ns = checkpoint_ns_of(config)
         c = checkpoint.copy()
         values: dict[str, Any] = c.pop("channel_values")  # type: ignore[misc]
+        # A re-put's blobs meet their stored rows, which stay (INSERT OR
+        # IGNORE): _put_rows_op then has the writer forget the thread.
         reput = yield from self._stored_op(thread_id, ns, checkpoint["id"])
-        if reput:
-            # Later deltas must not build on what this put replaces.
-            self._writer.forget(thread_id)
         channels = inline_values(c, values, reput)  # type: ignore[arg-type]
         row = (
             thread_id,

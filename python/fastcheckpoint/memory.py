@@ -265,13 +265,15 @@ class InMemorySaver(_UpstreamInMemorySaver):
         # A re-put stores its values inline and keeps every stored blob: a
         # later version may be a delta of one.
         reput = checkpoint["id"] in self.storage.get(thread_id, {}).get(ns, {})
-        if reput:
-            self._writer.forget(thread_id)
         inline_values(c, values, reput)  # type: ignore[arg-type]
+        kept = False
         for ch, ver, type_, data, _ in encode_channels(self.serde, self._writer, thread_id, ns, values, new_versions):
-            if not (reput and (thread_id, ns, ch, ver) in self.blobs):
+            if reput and (thread_id, ns, ch, ver) in self.blobs:
+                kept = True
+            else:
                 self.blobs[(thread_id, ns, ch, ver)] = (type_, data)
-        if reput:
+        if kept:
+            # What the writer encoded for a kept version is not what is stored.
             self._writer.forget(thread_id)
         self.storage[thread_id][ns][checkpoint["id"]] = (
             self.serde.dumps_typed(c),
