@@ -40,7 +40,6 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.checkpoint.serde.types import TASKS
 
 from fastcheckpoint._native import DeltaWriter
 from fastcheckpoint._ops import AsyncStore, Op, Page, Read, Stmt, Store, T, Write, arun_op, iter_op, run_op
@@ -56,6 +55,7 @@ from fastcheckpoint._storage import (
     inline_values,
     load_channel,
     loads,
+    move_pending_sends,
     needed_ancestors,
     next_version,
     thread_id_of,
@@ -176,12 +176,12 @@ class StoreSaver(BaseCheckpointSaver[str]):
             )
         values.update(checkpoint.get("channel_values") or {})
         if sends and parent_id and checkpoint.get("v", 4) < 4:
-            versions = checkpoint["channel_versions"]
-            versions[TASKS] = max(versions.values()) if versions else next_version(None)
-            values[TASKS] = [
-                loads(serde, (s[3], bytes(s[4])), lambda s=s: f"{where} pending send of task {s[1]!r}")
-                for s in sorted(sends, key=lambda s: (s[0], s[1], s[2]))
-            ]
+            move_pending_sends(
+                checkpoint,  # type: ignore[arg-type]
+                values,
+                ((s[0], s[1], s[2], s) for s in sends),
+                lambda s: loads(serde, (s[3], bytes(s[4])), lambda: f"{where} pending send of task {s[1]!r}"),
+            )
         pending: list[PendingWrite] = [
             (w[0], w[1], loads(serde, (w[2], bytes(w[3])), lambda w=w: f"{where} write {w[1]!r} of task {w[0]!r}"))
             for w in sorted(writes, key=lambda w: writes_sort_key(w[4], w[0], w[5]))

@@ -25,6 +25,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, SerializerProtocol
+from langgraph.checkpoint.serde.types import TASKS
 
 from fastcheckpoint._native import ENVELOPE_TYPE, Body, Codec, DeltaWriter, delta_base, seal
 from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError
@@ -103,6 +104,24 @@ def next_version(current: str | int | None) -> str:
     else:
         current_v = int(current.split(".")[0])
     return f"{current_v + 1:032}.{random.random():016}"
+
+
+def move_pending_sends(
+    checkpoint: dict[str, Any],
+    values: dict[str, Any],
+    sends: Iterable[tuple[str, str, int, Any]],
+    load: Callable[[Any], Any],
+) -> None:
+    """As upstream PostgresSaver reads a checkpoint of format v < 4: the Sends
+    pending for it, its parent's writes to ``TASKS`` given as ``(task path,
+    task id, index, stored)``, become its ``TASKS`` value in that order (each
+    ``load(stored)``), at the newest version it has."""
+    ordered = sorted(sends, key=lambda s: s[:3])
+    if not ordered:
+        return
+    versions = checkpoint.setdefault("channel_versions", {})
+    versions[TASKS] = max(versions.values()) if versions else next_version(None)
+    values[TASKS] = [load(s[3]) for s in ordered]
 
 
 def inline_values(checkpoint: dict[str, Any], values: Mapping[str, Any], reput: bool) -> dict[str, Any]:

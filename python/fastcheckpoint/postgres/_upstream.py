@@ -24,7 +24,7 @@ from langgraph.checkpoint.serde.types import TASKS
 
 from fastcheckpoint._copy import Key, Record, pending
 from fastcheckpoint._ops import Op, Read
-from fastcheckpoint._storage import next_version
+from fastcheckpoint._storage import move_pending_sends
 
 _COLUMNS = """SELECT table_name, column_name FROM information_schema.columns
     WHERE table_schema = current_schema() AND table_name IN ('checkpoints', 'checkpoint_blobs', 'checkpoint_writes')"""
@@ -87,7 +87,8 @@ class UpstreamPostgres:
                 else:
                     values[channel] = self.serde.loads_typed((blob[0], bytes(blob[1])))
             if checkpoint.get("v", 4) < 4 and parent_id:
-                self._move_pending_sends(checkpoint, values, writes.get((ns, parent_id), []))
+                sends = ((w[1], w[0], w[2], (w[4], w[5])) for w in writes.get((ns, parent_id), []) if w[3] == TASKS)
+                move_pending_sends(checkpoint, values, sends, self.serde.loads_typed)
             checkpoint["channel_values"] = values
             out.append(
                 Record(
@@ -99,13 +100,3 @@ class UpstreamPostgres:
                 )
             )
         return out
-
-    def _move_pending_sends(self, checkpoint: dict[str, Any], values: dict[str, Any], parent_writes: list[Any]) -> None:
-        """A pre-v4 checkpoint's pending sends (its parent's ``TASKS`` writes, in
-        upstream's order: task path, task id, index) as its ``TASKS`` value."""
-        sends = sorted((w for w in parent_writes if w[3] == TASKS), key=lambda w: (w[1], w[0], w[2]))
-        if not sends:
-            return
-        values[TASKS] = [self.serde.loads_typed((w[4], w[5])) for w in sends]
-        versions = checkpoint.setdefault("channel_versions", {})
-        versions[TASKS] = max(versions.values()) if versions else next_version(None)
