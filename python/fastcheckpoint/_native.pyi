@@ -25,7 +25,12 @@ class Codec:
 
 class DeltaWriter:
     def __init__(
-        self, *, ratio: float = 0.25, max_depth: int | None = None, min_len: int = 4, remember: int = 1024
+        self,
+        *,
+        ratio: float | None = None,
+        max_depth: int | None = None,
+        min_len: int | None = None,
+        remember: int = 1024,
     ) -> None: ...
     def encode_blobs(
         self,
@@ -34,7 +39,7 @@ class DeltaWriter:
         values: dict[str, Any],
         new_versions: dict[str, str | int | float],
         seal: bool = True,
-    ) -> list[tuple[str, str | int | float, str, bytes | Body, str | None]]: ...
+    ) -> list[tuple[str, str | int | float, str, bytes | Body, str | None, bool]]: ...
     def seed(
         self,
         thread_id: str,

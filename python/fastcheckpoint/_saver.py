@@ -400,7 +400,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             json.dumps(channels),
             self.clock(),
         )
-        yield from self._put_rows_op(row, values, new_versions)
+        yield from self._put_rows_op(row, values, new_versions, reput=reput)
         self._saw_head(thread_id, ns, checkpoint["id"])
         if self._sweep_due():
             try:
@@ -437,22 +437,32 @@ class StoreSaver(BaseCheckpointSaver[str]):
         values: Mapping[str, Any],
         new_versions: ChannelVersions,
         extra: Sequence[Stmt] = (),
+        reput: bool = False,
     ) -> Op[None]:
         """One transaction: the checkpoint row, its changed channels' blobs (and
-        ``extra`` statements)."""
+        ``extra`` statements). A ``reput`` rewrites no stored row: its segment
+        may meet a stored row of the same version, which it would not rebuild."""
         sql = self.sql
         serde = self.serde
         thread_id, ns = row[0], row[1]
         for attempt in range(2):
             batch: list[Stmt] = [(sql.INSERT_CHECKPOINT, row, False), *extra]
             blob_at: list[int] = []
-            for ch, ver, type_, data, base in encode_channels(
+            rewrites = []
+            for ch, ver, type_, data, base, rewrite in encode_channels(
                 serde, self._writer, thread_id, ns, values, new_versions, self._store_seals
             ):
+                if rewrite:
+                    # The row is ours (we stored or read it) and the segment
+                    # inserted before it rebuilds its list: the same value, smaller.
+                    if not reput:
+                        rewrites.append((thread_id, ns, ch, str(ver), type_, data, base))
+                    continue
                 if base is not None and sql.BASE_EXISTS:
                     batch.append((sql.BASE_EXISTS, (thread_id, ns, ch, base), True))
                 blob_at.append(len(batch))
                 batch.append((sql.INSERT_BLOB, (thread_id, ns, ch, str(ver), type_, data, base), False))
+            batch.extend(sql.rewrite_blobs(rewrites))
             try:
                 counts = yield Write(batch)
             except MissingRowError:

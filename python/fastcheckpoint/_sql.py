@@ -5,6 +5,7 @@ differ only in an expression the dialect passes in."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS fc_schema (version INTEGER NOT NULL)"
@@ -17,6 +18,19 @@ CHECKPOINT_STORED = "SELECT 1 FROM fc_checkpoints WHERE thread_id = ? AND checkp
 CHECKPOINT_RECORD = (
     "SELECT type, checkpoint FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
 )
+
+# A stored list version that a segment now covers becomes a pointer into it
+# (the same value): its bytes and base change, never its key or what it rebuilds.
+REWRITE_BLOB = """UPDATE fc_blobs SET blob = ?, base = ?
+    WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?"""
+# A rewrite: (thread, namespace, channel, version, type, bytes, base).
+Rewrite = tuple[str, str, str, str, str, Any, str]
+
+
+def rewrite_in_place(rows: Sequence[Rewrite]) -> list[tuple[str, tuple[Any, ...], bool]]:
+    """Statements turning stored rows into pointers: one UPDATE each."""
+    return [(REWRITE_BLOB, (data, base, t, ns, ch, v), False) for t, ns, ch, v, _, data, base in rows]
+
 
 WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
 BLOB_COLUMNS = "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"

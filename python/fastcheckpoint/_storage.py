@@ -9,8 +9,8 @@ blobs and back, independent of where the blobs live.
   already stored, which upstream's SqliteSaver answers with the values given
   the second time). ``channels``, the map readers follow to blobs, names such
   a channel ``INLINE``.
-* With a ``RustSerializer``, lists are stored as keyframes or element deltas and
-  every blob, checkpoint row and pending write is a checksummed (and, when
+* With a ``RustSerializer``, lists are stored as keyframes, element deltas and
+  segments (which turn the deltas they cover into pointers), and every blob, checkpoint row and pending write is a checksummed (and, when
   large, zstd-compressed) envelope tagged ``ENVELOPE_TYPE``: a damaged byte is
   an error, never other data. Any other serializer (``EncryptedSerializer``, a custom
   ``JsonPlusSerializer``) is used exactly as upstream uses it.
@@ -156,14 +156,17 @@ def encode_channels(
     values: Mapping[str, Any],
     new_versions: ChannelVersions,
     later: bool = False,
-) -> list[tuple[str, str | int | float, str, bytes | Body, str | None]]:
+) -> list[tuple[str, str | int | float, str, bytes | Body, str | None, bool]]:
     """The blobs one put stores, one per channel in ``new_versions``:
-    ``(channel, version, type, bytes, delta base version or None)``; with
+    ``(channel, version, type, bytes, delta base version or None, False)``;
+    after a list stored as a segment, ``(..., True)`` for each stored row it
+    turns into a pointer to it (``DeltaWriter.encode_blobs``): the store
+    replaces that row's bytes and base in the same transaction. With
     ``later`` our envelopes are ``Body`` objects the store seals."""
     if isinstance(serde, RustSerializer):
         return writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions), seal=not later)
     return [
-        (ch, ver, *(serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")), None)
+        (ch, ver, *(serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")), None, False)
         for ch, ver in new_versions.items()
     ]
 

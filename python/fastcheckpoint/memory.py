@@ -267,7 +267,15 @@ class InMemorySaver(_UpstreamInMemorySaver):
         reput = checkpoint["id"] in self.storage.get(thread_id, {}).get(ns, {})
         inline_values(c, values, reput)  # type: ignore[arg-type]
         kept = False
-        for ch, ver, type_, data, _ in encode_channels(self.serde, self._writer, thread_id, ns, values, new_versions):
+        for ch, ver, type_, data, _, rewrite in encode_channels(
+            self.serde, self._writer, thread_id, ns, values, new_versions
+        ):
+            if rewrite:
+                # A version the segment just stored covers: the same value,
+                # as a pointer into it (a re-put's segment may be a kept row).
+                if not reput and (thread_id, ns, ch, ver) in self.blobs:
+                    self.blobs[(thread_id, ns, ch, ver)] = (type_, data)
+                continue
             if reput and (thread_id, ns, ch, ver) in self.blobs:
                 kept = True
             else:

@@ -44,6 +44,7 @@ from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver fi
     page_writes,
     target_writes,
 )
+from fastcheckpoint._sql import rewrite_in_place as rewrite_blobs  # noqa: F401 - rows are rewritten by UPDATE
 
 # Every chain probes the blob table by key, whatever its size (see chain_query).
 chain_query = partial(_sql.chain_query, lateral=True)

@@ -10,7 +10,8 @@ upstream's ``checkpoints`` / ``writes`` (which ``_upstream`` migrates from).
   ``DeltaChannel`` history walks through it (never listed or returned).
 * ``fc_blobs``: one row per (channel, version); ``base`` names the version a
   list delta applies to (NULL for self-contained blobs), so a recursive query
-  fetches whole delta chains in one round trip.
+  fetches whole delta chains in one round trip. A delta a later segment covers
+  is rewritten to point into it (same value; ``rewrite_blobs``).
 * ``fc_writes``: pending writes, as upstream.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.checkpoint.base import get_checkpoint_metadata as checkpoint_metadata
@@ -38,6 +40,7 @@ from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver fi
     THREAD_BLOBS,
     THREAD_WRITES,
     WRITE_COLUMNS,
+    Rewrite,
     ancestors,
     chain_query,
     page_writes,
@@ -111,6 +114,23 @@ INSERT_BLOB = """INSERT OR IGNORE INTO fc_blobs
 # Run before a delta is stored: its base must still be there (another process
 # may have pruned it since this one wrote it).
 BASE_EXISTS = "SELECT 1 FROM fc_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?"
+# ?1 thread, ?2 namespace, ?3 channel, ?4 JSON array of versions.
+DELETE_BLOBS = """DELETE FROM fc_blobs WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3
+    AND version IN (SELECT value FROM json_each(?4))"""
+
+
+def rewrite_blobs(rows: Sequence[Rewrite]) -> list[tuple[str, tuple[Any, ...], bool]]:
+    """Statements turning stored rows into pointers to a segment. A B-tree
+    page whose rows shrink in place keeps its size (SQLite merges pages only
+    once under a third full), so the rows are deleted together, which frees
+    their pages, then inserted anew, packed densely."""
+    by_channel: dict[tuple[str, str, str], list[str]] = {}
+    for t, ns, ch, v, *_ in rows:
+        by_channel.setdefault((t, ns, ch), []).append(v)
+    deletes = [(DELETE_BLOBS, (*key, json.dumps(vs)), False) for key, vs in by_channel.items()]
+    return [*deletes, *((INSERT_BLOB, row, False) for row in rows)]
+
+
 UPSERT_WRITE = f"INSERT OR REPLACE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 

@@ -59,33 +59,36 @@ fn whole(elems: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
-/// Stores a list's successive values as the writer does (keyframe or delta on
-/// the previous version); returns the blobs, oldest first.
+/// Stores a list's successive values as the writer does (keyframe, delta or
+/// segment, rewriting the deltas a segment covers); returns the blobs, oldest first.
 fn store_history(history: &[Vec<Vec<u8>>], policy: Policy) -> Vec<Vec<u8>> {
+    store_history_with_segments(history, policy).0
+}
+
+/// `store_history`, and which versions are segments or keyframes.
+fn store_history_with_segments(
+    history: &[Vec<Vec<u8>>],
+    policy: Policy,
+) -> (Vec<Vec<u8>>, Vec<bool>) {
+    let mut segments = Vec::new();
     let mut prev: Option<ListState> = None;
-    let mut blobs = Vec::new();
+    let mut blobs: Vec<Vec<u8>> = Vec::new();
     for (i, elems) in history.iter().enumerate() {
         let (buf, bounds) = encode_list(elems);
         let hashes: Vec<u128> = bounds
             .windows(2)
             .map(|w| delta::hash(&buf[w[0]..w[1]]))
             .collect();
-        let keep = delta::plan(prev.as_ref(), &hashes, &bounds, policy);
-        let base = prev.as_ref().map(|p| p.version.clone()).unwrap_or_default();
-        blobs.push(delta::seal_list(
-            &buf,
-            &bounds,
-            keep.map(|k| (k, base.as_str())),
-        ));
-        prev = Some(ListState::after(
-            prev.as_ref(),
-            i.to_string(),
-            hashes,
-            &bounds,
-            keep,
-        ));
+        let (stored, state) =
+            delta::store(prev.as_ref(), i.to_string(), &buf, &bounds, hashes, policy);
+        for (version, pointer) in &stored.rewrites {
+            blobs[version.parse::<usize>().unwrap()] = pointer.seal();
+        }
+        blobs.push(stored.body.seal());
+        segments.push(state.depth == 0);
+        prev = Some(state);
     }
-    blobs
+    (blobs, segments)
 }
 
 /// Bytes of the elements each version adds after what it shares with the one
@@ -180,9 +183,12 @@ proptest! {
 
     #[test]
     fn delta_chains_rebuild_every_version(history in histories(), max_depth in 1u32..8) {
-        let blobs = store_history(&history, Policy { max_depth, min_len: 2, ..Policy::default() });
+        let (blobs, segments) =
+            store_history_with_segments(&history, Policy { max_depth, min_len: 2, ..Policy::default() });
         for (i, elems) in history.iter().enumerate() {
-            prop_assert!(chain_of(&blobs, i).unwrap().len() as u32 <= max_depth + 1);
+            // A read walks at most max_depth deltas (a pointer counts as one), then segments.
+            let deltas = chain_of(&blobs, i).unwrap().iter().filter(|&&j| !segments[j]).count();
+            prop_assert!(deltas as u32 <= max_depth);
             prop_assert_eq!(rebuild(&blobs, i).unwrap(), whole(elems));
         }
     }
@@ -217,21 +223,24 @@ proptest! {
     fn stored_bytes_are_linear_and_reads_bounded(history in long_histories()) {
         let policy = Policy::default();
         let blobs = store_history(&history, policy);
-        // Total: each delta stores what changed; keyframes, at geometric
-        // intervals, add at most (1 + 1/ratio) times the deltas, plus the
-        // keyframes forced by edits that keep under half the list (each at
-        // most twice what changed). Envelope headers are the fixed cost.
+        // Total: each element is stored by the delta that brings it, then once
+        // more by the segment that covers that delta, which empties the delta;
+        // an edit can leave a delta uncovered, and an edit that keeps under
+        // half the list forces a keyframe (at most twice what changed).
+        // Envelope headers are the fixed cost.
         let header = 64;
         let total: usize = blobs.iter().map(Vec::len).sum();
         let floor = changed_bytes(&history);
-        let most = (2.0 + 1.0 / policy.ratio) * floor as f64;
+        let most = 3.0 * floor as f64;
         prop_assert!(total as f64 <= most + (header * blobs.len()) as f64, "stored {total} for {floor} changed");
         for (i, elems) in history.iter().enumerate() {
             let chain = chain_of(&blobs, i).unwrap();
             let read: usize = chain.iter().map(|&j| blobs[j].len()).sum();
             let own = whole(elems).len();
-            // The keyframe is at most twice the version (else it starts afresh),
-            // and the deltas on it at most `ratio` times the keyframe.
+            // A delta is written only while a read of it touches at most
+            // 2 (1 + ratio) times its bytes, a segment at most twice its
+            // bytes; a version a segment covers is read through it, and the
+            // segment holds at most `ratio` times more (plus the last delta).
             let most = 2.0 * (1.0 + policy.ratio) * own as f64;
             prop_assert!(read as f64 <= most + (header * chain.len()) as f64, "version {i}: read {read} for {own}");
             prop_assert_eq!(rebuild(&blobs, i).unwrap(), whole(elems));
@@ -271,7 +280,7 @@ fn a_long_thread_stays_linear() {
         let total: usize = blobs[..n].iter().map(Vec::len).sum();
         let floor = changed_bytes(&history[..n]);
         assert!(
-            total as f64 <= (2.0 + 1.0 / policy.ratio) * floor as f64 + (64 * n) as f64,
+            total as f64 <= 3.0 * floor as f64 + (64 * n) as f64,
             "{n} versions: stored {total} for {floor} changed bytes"
         );
     }

@@ -30,13 +30,16 @@ use crate::trace::{Trace, Tracer};
 pub const ENVELOPE_TYPE: &str = "fc1";
 
 type ChannelKey = (String, String, String);
-/// `(channel, version, type tag, bytes or Body, delta base version)` as a saver stores it.
+/// `(channel, version, type tag, bytes or Body, delta base version, rewrite)`
+/// as a saver stores it; `rewrite`: the row is already stored and gets these
+/// bytes and base instead (the same value, as a pointer to a segment).
 type StoredBlob<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyAny>,
     &'static str,
     Bound<'py, PyAny>,
     Option<String>,
+    bool,
 );
 
 /// An envelope not sealed yet (no checksum, not compressed): what `seal` would
@@ -160,22 +163,30 @@ impl States {
 
 #[pymethods]
 impl DeltaWriter {
-    /// `ratio`: a list's deltas since its last keyframe may weigh up to this
-    /// fraction of it before the next keyframe (see `delta::Policy`);
-    /// `max_depth`: an optional cap on deltas per keyframe; `remember`: how
+    /// `ratio`: a list's deltas since its last segment may weigh up to this
+    /// fraction of it before the next segment compacts them; `max_depth`: the
+    /// most deltas since the last segment (see `delta::Policy` for both
+    /// defaults); `min_len`: shorter lists are stored whole; `remember`: how
     /// many list channels (thread, namespace, channel) the writer keeps the
     /// stored element hashes of (16 bytes per element).
     #[new]
-    #[pyo3(signature = (*, ratio=0.25, max_depth=None, min_len=4, remember=1024))]
-    fn new(ratio: f64, max_depth: Option<u32>, min_len: usize, remember: usize) -> PyResult<Self> {
+    #[pyo3(signature = (*, ratio=None, max_depth=None, min_len=None, remember=1024))]
+    fn new(
+        ratio: Option<f64>,
+        max_depth: Option<u32>,
+        min_len: Option<usize>,
+        remember: usize,
+    ) -> PyResult<Self> {
+        let default = Policy::default();
+        let ratio = ratio.unwrap_or(default.ratio);
         if !(ratio > 0.0 && ratio.is_finite()) {
             return Err(PyValueError::new_err("ratio must be a positive number"));
         }
         Ok(DeltaWriter {
             policy: Policy {
                 ratio,
-                max_depth: max_depth.unwrap_or(u32::MAX),
-                min_len,
+                max_depth: max_depth.unwrap_or(default.max_depth).max(1),
+                min_len: min_len.unwrap_or(default.min_len),
             },
             states: Mutex::new(States {
                 map: HashMap::new(),
@@ -187,10 +198,15 @@ impl DeltaWriter {
     }
 
     /// Encodes the channels named in `new_versions`. Returns, per channel,
-    /// `(channel, version, type, bytes, base)` where `base` is the version a
-    /// list delta applies to (None when self-contained); channels absent from
-    /// `values` are `("empty", b"")` as upstream stores them. With `seal=False`
-    /// the bytes of our envelopes are `Body` objects, sealed by the store.
+    /// `(channel, version, type, bytes, base, False)` where `base` is the
+    /// version a list delta applies to (None when self-contained); channels
+    /// absent from `values` are `("empty", b"")` as upstream stores them. A
+    /// list stored as a segment is followed by `(channel, version, type,
+    /// bytes, base, True)` for each earlier version it covers: that stored
+    /// row must get these bytes and base (the segment's version), in the same
+    /// transaction and after the segment's row (a pointer into the segment,
+    /// rebuilding the same list). With `seal=False` the
+    /// bytes of our envelopes are `Body` objects, sealed by the store.
     #[pyo3(signature = (thread_id, checkpoint_ns, values, new_versions, seal=true))]
     fn encode_blobs<'py>(
         &self,
@@ -204,13 +220,27 @@ impl DeltaWriter {
         let mut out = Vec::with_capacity(new_versions.len());
         for (ch, ver) in new_versions.iter() {
             let Some(value) = values.get_item(&ch)? else {
-                out.push((ch, ver, "empty", PyBytes::new(py, b"").into_any(), None));
+                out.push((
+                    ch,
+                    ver,
+                    "empty",
+                    PyBytes::new(py, b"").into_any(),
+                    None,
+                    false,
+                ));
                 continue;
             };
             // As upstream stores None: a dialect may need to tell it from a
             // value without decoding (postgres._schema.NO_SEED_TYPES).
             if value.is_none() {
-                out.push((ch, ver, "null", PyBytes::new(py, b"").into_any(), None));
+                out.push((
+                    ch,
+                    ver,
+                    "null",
+                    PyBytes::new(py, b"").into_any(),
+                    None,
+                    false,
+                ));
                 continue;
             }
             let list = value
@@ -226,7 +256,7 @@ impl DeltaWriter {
                     body: e.buf,
                     delta: None,
                 };
-                out.push((ch, ver, ENVELOPE_TYPE, stored(py, body, seal)?, None));
+                out.push((ch, ver, ENVELOPE_TYPE, stored(py, body, seal)?, None, false));
                 continue;
             };
             let key = (
@@ -247,8 +277,25 @@ impl DeltaWriter {
                 enc.traces.push(tracer.record(&item));
             }
             enc.elems = e.buf;
-            let (body, base) = py.detach(|| self.plan_list(key.clone(), version, &mut enc));
-            out.push((ch, ver, ENVELOPE_TYPE, stored(py, body, seal)?, base));
+            let put = py.detach(|| self.plan_list(key.clone(), version.clone(), &mut enc));
+            out.push((
+                ch.clone(),
+                ver.clone(),
+                ENVELOPE_TYPE,
+                stored(py, put.body, seal)?,
+                put.base,
+                false,
+            ));
+            for (covered, pointer) in put.rewrites {
+                out.push((
+                    ch.clone(),
+                    PyString::new(py, &covered).into_any(),
+                    ENVELOPE_TYPE,
+                    stored(py, pointer, seal)?,
+                    Some(version.clone()),
+                    true,
+                ));
+            }
             self.keep_recent(key, enc);
         }
         Ok(out)
@@ -302,7 +349,7 @@ impl DeltaWriter {
         }
         let contents = py.detach(|| {
             let parts: Vec<&[u8]> = chain.iter().map(|b| b.as_ref()).collect();
-            delta::chain_contents(&parts, version.to_owned())
+            delta::chain_contents(&parts, version.to_owned(), self.policy)
         });
         let Ok((state, elems, bounds)) = contents else {
             return;
@@ -351,15 +398,11 @@ impl DeltaWriter {
 }
 
 impl DeltaWriter {
-    /// Stores one list as a delta against the channel's previous version when
-    /// that pays, else as a keyframe; returns its body and its base version.
-    /// Hashes the elements `enc` has no hash for yet.
-    fn plan_list(
-        &self,
-        key: ChannelKey,
-        version: String,
-        enc: &mut Encoded,
-    ) -> (Unsealed, Option<String>) {
+    /// Stores one list as planned by `delta::store` (a keyframe, a delta on
+    /// the channel's previous version, or a segment with the rewrites that
+    /// turn the deltas it covers into pointers). Hashes the elements `enc` has
+    /// no hash for yet.
+    fn plan_list(&self, key: ChannelKey, version: String, enc: &mut Encoded) -> delta::Stored {
         let (elems, bounds) = (&enc.elems, &enc.bounds);
         let have = enc.hashes.len();
         enc.hashes.extend(
@@ -369,17 +412,16 @@ impl DeltaWriter {
         );
         let mut states = self.states.lock().unwrap();
         let prev = states.get(&key);
-        let keep = delta::plan(prev, &enc.hashes, bounds, self.policy);
-        let (body, base) = match (keep, prev) {
-            (Some(k), Some(prev)) => (
-                delta::list_body(elems, bounds, Some((k, &prev.version))),
-                Some(prev.version.clone()),
-            ),
-            _ => (delta::list_body(elems, bounds, None), None),
-        };
-        let next = ListState::after(prev, version, enc.hashes.clone(), bounds, keep);
+        let (stored, next) = delta::store(
+            prev,
+            version,
+            elems,
+            bounds,
+            enc.hashes.clone(),
+            self.policy,
+        );
         states.insert(key, next);
-        (body, base)
+        stored
     }
 
     /// Traces `list`'s elements in place of those of the encoding kept for
