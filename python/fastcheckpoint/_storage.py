@@ -10,8 +10,9 @@ blobs and back, independent of where the blobs live.
   the second time). ``channels``, the map readers follow to blobs, names such
   a channel ``INLINE``.
 * With a ``RustSerializer``, lists are stored as keyframes, element deltas and
-  segments (which turn the deltas they cover into pointers), and every blob, checkpoint row and pending write is a checksummed (and, when
-  large, zstd-compressed) envelope tagged ``ENVELOPE_TYPE``: a damaged byte is
+  segments (which turn the deltas they cover into pointers), and every blob,
+  checkpoint row and pending write is a checksummed (and, when large,
+  zstd-compressed) envelope tagged ``ENVELOPE_TYPE``: a damaged byte is
   an error, never other data. Any other serializer (``EncryptedSerializer``, a custom
   ``JsonPlusSerializer``) is used exactly as upstream uses it.
 """
