@@ -240,13 +240,21 @@ def test_clear_errors(tmp_path: Path, our_file: Path, upstream_file: Path):
 def _corrupt(path: Path) -> None:
     db = sqlite3.connect(path)
     blob = db.execute(
-        "SELECT rowid, blob FROM fc_blobs WHERE thread_id = 'user-1' AND channel = 'messages' AND base IS NULL"
+        "SELECT version, blob FROM fc_blobs WHERE thread_id = 'user-1' AND channel = 'messages' AND base IS NULL"
     ).fetchone()
     flipped = bytearray(blob[1])
     flipped[len(flipped) // 2] ^= 0x10
-    db.execute("UPDATE fc_blobs SET blob = ? WHERE rowid = ?", (bytes(flipped), blob[0]))
-    row = db.execute("SELECT rowid, checkpoint FROM fc_checkpoints WHERE thread_id = 'user-2' LIMIT 1").fetchone()
-    db.execute("UPDATE fc_checkpoints SET checkpoint = ? WHERE rowid = ?", (bytes(row[1])[:5], row[0]))
+    db.execute(
+        "UPDATE fc_blobs SET blob = ? WHERE thread_id = 'user-1' AND channel = 'messages' AND version = ?",
+        (bytes(flipped), blob[0]),
+    )
+    row = db.execute(
+        "SELECT checkpoint_id, checkpoint FROM fc_checkpoints WHERE thread_id = 'user-2' LIMIT 1"
+    ).fetchone()
+    db.execute(
+        "UPDATE fc_checkpoints SET checkpoint = ? WHERE thread_id = 'user-2' AND checkpoint_id = ?",
+        (bytes(row[1])[:5], row[0]),
+    )
     db.commit()
 
 

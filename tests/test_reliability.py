@@ -143,6 +143,16 @@ def test_io_faults_are_typed_errors_and_writes_resume(tmp_path, syscall, errno, 
 
 # Every stored payload column (each an envelope with a CRC32).
 PAYLOADS = [("fc_checkpoints", "checkpoint"), ("fc_blobs", "blob"), ("fc_writes", "value")]
+# Each table's primary key (the tables are WITHOUT ROWID).
+KEYS = {
+    "fc_checkpoints": "thread_id, checkpoint_ns, checkpoint_id",
+    "fc_blobs": "thread_id, checkpoint_ns, channel, version",
+    "fc_writes": "thread_id, checkpoint_ns, checkpoint_id, task_id, idx",
+}
+
+
+def _marks(key: list) -> str:
+    return ", ".join("?" * len(key))
 
 
 def snapshot(saver, thread: str) -> dict[str, tuple]:
@@ -167,21 +177,19 @@ def test_random_flips_and_truncations_are_detected(tmp_path, capsys) -> None:
         originals = {t: snapshot(saver, t) for t in ("chat", "approval")}
     raw = sqlite3.connect(db)
     rows = [
-        (table, column, rowid, thread, bytes(value))
+        (table, column, key, key[0], bytes(value))
         for table, column in PAYLOADS
-        for rowid, thread, value in raw.execute(
-            f"SELECT rowid, thread_id, {column} FROM {table} WHERE length({column}) > 0"
-        )
+        for *key, value in raw.execute(f"SELECT {KEYS[table]}, {column} FROM {table} WHERE length({column}) > 0")
     ]
     rng = random.Random(7)
     for loop in range(FLIP_LOOPS):
-        table, column, rowid, thread, value = rng.choice(rows)
+        table, column, key, thread, value = rng.choice(rows)
         damaged = bytearray(value)
         if loop % 3 == 2:
             del damaged[rng.randrange(len(value)) :]
         else:
             damaged[rng.randrange(len(value))] ^= 1 << rng.randrange(8)
-        raw.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (bytes(damaged), rowid))
+        raw.execute(f"UPDATE {table} SET {column} = ? WHERE ({KEYS[table]}) = ({_marks(key)})", (bytes(damaged), *key))
         raw.commit()
         detected = 0
         with SqliteSaver.from_conn_string(db) as saver:
@@ -195,7 +203,7 @@ def test_random_flips_and_truncations_are_detected(tmp_path, capsys) -> None:
         assert detected, f"damage to {table}.{column} went unnoticed"
         assert cli.main(["verify", db]) == 1
         assert thread in capsys.readouterr().out
-        raw.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", (value, rowid))
+        raw.execute(f"UPDATE {table} SET {column} = ? WHERE ({KEYS[table]}) = ({_marks(key)})", (value, *key))
         raw.commit()
     raw.close()
     assert cli.main(["verify", db]) == 0

@@ -131,12 +131,12 @@ def test_corrupt_rows_raise_typed_errors_naming_the_row(tmp_path) -> None:
             app.invoke({"messages": [HumanMessage(f"message number {i} " * 30)]}, cfg("t"))
         latest = saver.get_tuple(cfg("t")).config["configurable"]["checkpoint_id"]
     raw = sqlite3.connect(db)
-    rows = raw.execute("SELECT rowid, blob FROM fc_blobs WHERE channel = 'messages' AND type = 'fc1'").fetchall()
+    rows = raw.execute("SELECT version, blob FROM fc_blobs WHERE channel = 'messages' AND type = 'fc1'").fetchall()
     assert rows
-    for rowid, blob in rows:
+    for version, blob in rows:
         b = bytearray(blob)
         b[len(b) // 2] ^= 0x40
-        raw.execute("UPDATE fc_blobs SET blob = ? WHERE rowid = ?", (bytes(b), rowid))
+        raw.execute("UPDATE fc_blobs SET blob = ? WHERE channel = 'messages' AND version = ?", (bytes(b), version))
     raw.commit()
     raw.close()
     with SqliteSaver.from_conn_string(db) as saver:
@@ -362,3 +362,37 @@ def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
         saver._writer = DeltaWriter(remember=1, ratio=1)  # the smallest memory still works
         assert put("u0", 6) is None and put("u1", 6) is None and put("u1", 7) == f"{6:032}"
         assert put("u0", 7) is None
+
+
+def test_a_schema_2_file_is_rebuilt_without_rowid_and_reads_the_same(tmp_path) -> None:
+    """A file made by a release at schema 2 (rowid tables) is rebuilt as
+    WITHOUT ROWID tables when opened: every checkpoint reads back as before,
+    and the thread goes on with deltas."""
+    from fastcheckpoint.sqlite import _schema
+
+    made, old = tmp_path / "made.db", tmp_path / "old.db"
+    with SqliteSaver.from_conn_string(str(made)) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(6):
+            app.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
+        before = [comparable(t) for t in saver.list(cfg("chat"))]
+    raw = sqlite3.connect(old)
+    for stmt in [_schema.CREATE_VERSION_TABLE, *_schema.MIGRATIONS[0], *_schema.MIGRATIONS[1]]:
+        raw.execute(stmt)
+    raw.executemany(_schema.SET_VERSION, [(1,), (2,)])
+    raw.execute("ATTACH DATABASE ? AS made", (str(made),))
+    for table in ("fc_checkpoints", "fc_blobs", "fc_writes"):
+        columns = ", ".join(r[1] for r in raw.execute(f"PRAGMA made.table_info({table})"))
+        raw.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM made.{table}")
+    raw.commit()
+    raw.close()
+
+    with SqliteSaver.from_conn_string(str(old)) as saver:
+        assert [comparable(t) for t in saver.list(cfg("chat"))] == before
+        tables = dict(saver.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
+        assert all(tables[t].endswith("WITHOUT ROWID") for t in ("fc_checkpoints", "fc_blobs", "fc_writes"))
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        app.invoke({"messages": [HumanMessage("one more")]}, cfg("chat"))
+        bases = saver.conn.execute("SELECT base FROM fc_blobs WHERE channel = 'messages'").fetchall()
+        assert sum(b is not None for (b,) in bases) > len(bases) // 2, "the thread goes on with deltas"
+        assert len(list(saver.list(cfg("chat")))) == len(before) + 3
