@@ -94,8 +94,8 @@ impl Codec {
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut opened = Vec::with_capacity(steps.len());
         for (blob, _) in &steps {
-            opened.push(match keyframes::get(blob) {
-                Some(body) => (None, Body::Shared(body)),
+            opened.push(match bodies::get(blob) {
+                Some((header, body)) => (header, Body::Shared(body)),
                 None => {
                     let o = py
                         .detach(|| envelope::open(blob))
@@ -107,13 +107,16 @@ impl Codec {
         let _gc = GcPause::new(py, opened.iter().map(|(_, b)| b.len()).sum());
         let mut value = base.map(Value::Whole);
         for ((blob, base_version), (delta, body)) in steps.iter().zip(opened) {
+            let body = match body {
+                Body::Read(Cow::Owned(read)) => {
+                    Body::Shared(bodies::put(blob, delta.as_ref(), read))
+                }
+                body => body,
+            };
             let Some(header) = delta else {
                 value = Some(Value::Whole(
                     Decoder::new(py, &self.policy, &body, 0).decode_all()?,
                 ));
-                if let Body::Read(Cow::Owned(body)) = body {
-                    keyframes::put(blob, body);
-                }
                 continue;
             };
             if base_version.as_deref() != Some(header.base.as_str()) {
@@ -192,48 +195,57 @@ impl std::ops::Deref for Body<'_> {
     }
 }
 
-/// Decompressed bodies of recently read large keyframes, by their exact stored
-/// bytes: every read of a thread's latest checkpoint goes through the same
-/// keyframe until the next one is written, and decompressing it again cost
-/// ~0.15 ms of an 800-message `get_tuple`. The stored bytes are compared in
-/// full (they are small: the body compresses well), so a hit is always exact.
-mod keyframes {
+/// Decompressed bodies of recently read large blobs (keyframes and segments),
+/// with their delta headers, by their exact stored bytes: every read of a
+/// thread's latest checkpoint goes through the same keyframe and segments
+/// until the next ones are written, and decompressing them again was about a
+/// third of an 800-message `get_tuple`. The stored bytes are compared in full
+/// (they are small: the bodies compress well), so a hit is always exact.
+mod bodies {
     use std::sync::{Arc, Mutex};
 
-    /// Bodies smaller than this decompress fast enough.
-    const MIN_BODY: usize = 64 * 1024;
-    const MAX_ENTRIES: usize = 32;
+    use fastcheckpoint_core::envelope::DeltaHeader;
+
+    /// Bodies smaller than this decompress fast enough (a segment of 64
+    /// short messages is above it).
+    const MIN_BODY: usize = 16 * 1024;
+    const MAX_ENTRIES: usize = 512;
     const MAX_BYTES: usize = 32 * 1024 * 1024;
 
     struct Entry {
         blob: Vec<u8>,
+        header: Option<DeltaHeader>,
         body: Arc<Vec<u8>>,
     }
 
     /// Most recently used last.
     static CACHE: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 
-    pub fn get(blob: &[u8]) -> Option<Arc<Vec<u8>>> {
+    pub fn get(blob: &[u8]) -> Option<(Option<DeltaHeader>, Arc<Vec<u8>>)> {
         let mut cache = CACHE.lock().unwrap();
-        let i = cache.iter().position(|e| e.blob == blob)?;
+        let i = cache.iter().rposition(|e| e.blob == blob)?;
         let e = cache.remove(i);
-        let body = e.body.clone();
+        let found = (e.header.clone(), e.body.clone());
         cache.push(e);
-        Some(body)
+        Some(found)
     }
 
-    pub fn put(blob: &[u8], body: Vec<u8>) {
+    /// Keeps `body`, read from `blob`, if it is worth keeping; returns it shared.
+    pub fn put(blob: &[u8], header: Option<&DeltaHeader>, body: Vec<u8>) -> Arc<Vec<u8>> {
+        let body = Arc::new(body);
         if body.len() < MIN_BODY || body.len() > MAX_BYTES {
-            return;
+            return body;
         }
         let mut cache = CACHE.lock().unwrap();
         cache.push(Entry {
             blob: blob.to_vec(),
-            body: Arc::new(body),
+            header: header.cloned(),
+            body: body.clone(),
         });
         let mut total: usize = cache.iter().map(|e| e.body.len()).sum();
         while cache.len() > MAX_ENTRIES || total > MAX_BYTES {
             total -= cache.remove(0).body.len();
         }
+        body
     }
 }
