@@ -33,6 +33,24 @@ def pg_uri(pg_server):
         yield uri
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def each_saver(request, tmp_path):
+    """Our InMemorySaver, SqliteSaver (a file) and PostgresSaver, in turn."""
+    from fastcheckpoint.memory import InMemorySaver
+    from fastcheckpoint.postgres import PostgresSaver
+    from fastcheckpoint.sqlite import SqliteSaver
+
+    if request.param == "memory":
+        yield InMemorySaver()
+    elif request.param == "sqlite":
+        with SqliteSaver.from_conn_string(str(tmp_path / "c.db")) as s:
+            yield s
+    else:
+        with PostgresSaver.from_conn_string(request.getfixturevalue("pg_uri")) as s:
+            s.setup()
+            yield s
+
+
 def pytest_report_header() -> str:
     import fastcheckpoint
     import fastcheckpoint._native

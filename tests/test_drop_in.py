@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,17 +25,9 @@ from fastcheckpoint.sqlite import SqliteSaver
 CONFIG: dict[str, Any] = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def saver(request, tmp_path) -> Iterator[Any]:
-    if request.param == "memory":
-        yield InMemorySaver()
-    elif request.param == "sqlite":
-        with SqliteSaver.from_conn_string(str(tmp_path / "c.db")) as s:
-            yield s
-    else:
-        with PostgresSaver.from_conn_string(request.getfixturevalue("pg_uri")) as s:
-            s.setup()
-            yield s
+@pytest.fixture
+def saver(each_saver) -> Any:
+    return each_saver
 
 
 def _checkpoint(checkpoint_id: str, values: dict[str, Any], versions: dict[str, Any] | None = None) -> Any:
