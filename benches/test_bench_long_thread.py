@@ -1,9 +1,10 @@
-"""A long chat thread of natural-like text on SqliteSaver: database bytes over
-the raw message text, put p50/p95 and get_tuple as the thread grows to 2,000
-turns (8,000 messages), ours at synchronous NORMAL (our default) and FULL,
-upstream (WAL + synchronous FULL, its fixed setting) as far as
-``FC_UPSTREAM_TURNS`` (default 500; each of its checkpoints holds the whole
-history, so its file grows with the square of the thread).
+"""A long chat thread of natural-like text, stored bytes over the raw message
+text as it grows to 2,000 turns (8,000 messages). On SqliteSaver: put p50/p95
+and get_tuple too, ours at synchronous NORMAL (our default) and FULL, upstream
+(WAL + synchronous FULL, its fixed setting) as far as ``FC_UPSTREAM_TURNS``
+(default 500; each of its checkpoints holds the whole history, so its file
+grows with the square of the thread). On PostgresSaver: the tables, upstream
+as far as ``FC_PG_UPSTREAM_TURNS`` (default 200).
 
 Run: .venv/bin/python -m pytest benches/test_bench_long_thread.py -s
 """
@@ -124,3 +125,54 @@ def test_put_after_a_read(tmp_path) -> None:
     print(f"{'':10} {'upstream (FULL)':>16} {'ours (NORMAL)':>14} {'speed-up':>9}")
     print(f"{'median':10} {fmt(up50):>16} {fmt(p50):>14} {up50 / p50:>8.1f}x")
     print(f"{'p95':10} {fmt(up95):>16} {fmt(p95):>14} {up95 / p95:>8.1f}x")
+
+
+PG_UPSTREAM_TURNS = int(os.environ.get("FC_PG_UPSTREAM_TURNS", "200"))
+
+
+def pg_sizes(uri: str, tables: list[str]) -> tuple[int, int]:
+    """Tables' bytes after VACUUM (what the files hold, free space included:
+    our segments rewrite rows, whose old versions autovacuum reclaims for
+    later rows) and after VACUUM FULL (the live rows alone)."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+
+        def size() -> int:
+            return sum(conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0] for t in tables)
+
+        conn.execute("VACUUM")
+        vacuumed = size()
+        conn.execute("VACUUM FULL")
+        return vacuumed, size()
+
+
+def test_long_thread_on_postgres() -> None:
+    """The same long thread on PostgresSaver: tables over the raw text."""
+    from langgraph.checkpoint.postgres import PostgresSaver as UpstreamPostgres
+
+    from benches.test_bench_postgres import OUR_TABLES, UPSTREAM_TABLES
+    from fastcheckpoint.postgres import PostgresSaver
+    from tests.pgserver import cluster, database
+
+    rows = []
+    with cluster(durable=True) as server:
+        for name, cls, tables, turns in (
+            ("ours", PostgresSaver, OUR_TABLES, MARKS[-1]),
+            ("upstream", UpstreamPostgres, UPSTREAM_TABLES, PG_UPSTREAM_TURNS),
+        ):
+            with database(server) as uri, cls.from_conn_string(uri) as saver:
+                saver.setup()
+                puts = thread_checkpoints(saver, (m for t in range(turns) for m in turn_messages(t)))
+                for t in range(turns):
+                    for args in itertools.islice(puts, 4):
+                        saver.put(*args)
+                    if t + 1 in MARKS:
+                        raw = raw_text_bytes([m for u in range(t + 1) for m in turn_messages(u)])
+                        vacuumed, live = pg_sizes(uri, tables)
+                        rows.append((t + 1, name, vacuumed / raw, live / raw, vacuumed / 1e6))
+    print("\n## The same long thread on PostgreSQL (loopback server, default durable settings)")
+    print(f"{'turns':>6} {'saver':10} {'tables / raw text':>18} {'live rows / raw':>16} {'tables MB':>10}")
+    for turns, name, vacuumed, live, mb in sorted(rows):
+        print(f"{turns:>6} {name:10} {vacuumed:>18.2f} {live:>16.2f} {mb:>10.2f}")
+    print("tables: after VACUUM (free space left by rewritten rows included); live rows: after VACUUM FULL")
