@@ -12,19 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import MessagesState, StateGraph
 
 from benches.test_bench_long_thread import db_bytes
+from fastcheckpoint.demo import react_graph
 from fastcheckpoint.sqlite import SqliteSaver
 from tests.text import raw_text_bytes, turn_messages
 
 MARKS = (50, 200)
 
 
-def react_graph() -> StateGraph:
+def agent_graph() -> StateGraph:
     """The agent calls a tool once per turn, then answers; messages from
     ``turn_messages`` (natural-like text, unique per turn)."""
 
@@ -38,17 +39,7 @@ def react_graph() -> StateGraph:
         call = state["messages"][-1]
         return {"messages": [turn_messages(int(call.id[1:]))[2]]}
 
-    def route(state: MessagesState) -> str:
-        last = state["messages"][-1]
-        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
-
-    g = StateGraph(MessagesState)
-    g.add_node("agent", agent)
-    g.add_node("tools", tools)
-    g.add_edge(START, "agent")
-    g.add_conditional_edges("agent", route, ["tools", END])
-    g.add_edge("tools", "agent")
-    return g
+    return react_graph(MessagesState, agent, tools)
 
 
 class Recorder(UpstreamMemory):
@@ -79,7 +70,7 @@ def _configurable(config: dict) -> dict:
 def record(turns: int) -> tuple[list, dict[int, int]]:
     """The calls a run of ``turns`` turns makes, and after which call each mark ends."""
     saver = Recorder()
-    app = react_graph().compile(checkpointer=saver)
+    app = agent_graph().compile(checkpointer=saver)
     cfg = {"configurable": {"thread_id": "t"}}
     ends = {}
     for t in range(turns):

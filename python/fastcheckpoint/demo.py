@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,11 +47,18 @@ def agent_graph():
         call = state["messages"][-1].tool_calls[0]
         return {"messages": [ToolMessage("tool output line " * 90, tool_call_id=call["id"])]}
 
-    def route(state: State) -> str:
-        last = state["messages"][-1]
+    return react_graph(State, agent, tools)
+
+
+def react_graph(state: type, agent: Callable[[Any], dict], tools: Callable[[Any], dict]) -> StateGraph:
+    """The ReAct loop: ``agent`` runs, then ``tools`` while its last message
+    calls a tool, then ``agent`` again, until it answers."""
+
+    def route(s: Any) -> str:
+        last = s["messages"][-1]
         return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
 
-    g = StateGraph(State)
+    g = StateGraph(state)
     g.add_node("agent", agent)
     g.add_node("tools", tools)
     g.add_edge(START, "agent")
