@@ -22,10 +22,12 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from benches._timing import fmt, settle, tail, timeit
 from benches._workload import thread_checkpoints
 from fastcheckpoint._native import seal
+from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
 from tests.text import raw_text_bytes, turn_messages
 
 MARKS = (50, 200, 500, 1000, 2000)
+CODEC = RustSerializer()
 UPSTREAM_TURNS = int(os.environ.get("FC_UPSTREAM_TURNS", "500"))
 
 
@@ -48,6 +50,9 @@ def grow(saver, path: Path, turns: int) -> dict[int, dict[str, float]]:
         if t + 1 in MARKS:
             p50, p95 = tail(times)
             get = timeit(lambda: saver.get_tuple({"configurable": {"thread_id": "t"}}), repeat=5, warmup=1)
+            # The codec's own decode of the same messages, stored as one msgpack value.
+            typed = CODEC.dumps_typed(msgs)
+            decode = timeit(lambda typed=typed: CODEC.loads_typed(typed), repeat=5, warmup=1)
             saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file, not a transient WAL
             out[t + 1] = {
                 "bytes": db_bytes(path),
@@ -55,6 +60,7 @@ def grow(saver, path: Path, turns: int) -> dict[int, dict[str, float]]:
                 "p50": p50,
                 "p95": p95,
                 "get": get["median"],
+                "decode": decode["median"],
             }
     assert saver.get_tuple({"configurable": {"thread_id": "t"}}).checkpoint["channel_values"]["messages"] == msgs
     return out
@@ -77,7 +83,7 @@ def test_long_thread_storage_and_costs(tmp_path) -> None:
     )
     print(
         f"{'turns':>6} {'saver':16} {'DB / raw text':>14} {'DB MB':>9} {'put p50':>10} {'put p95':>10}"
-        f" {'get_tuple':>10}"
+        f" {'get_tuple':>10} {'/ decode':>9}"
     )
     for turns in MARKS:
         for name, marks in runs.items():
@@ -85,10 +91,11 @@ def test_long_thread_storage_and_costs(tmp_path) -> None:
                 r = marks[turns]
                 print(
                     f"{turns:>6} {name:16} {r['bytes'] / r['raw']:>14.2f} {r['bytes'] / 1e6:>9.2f} "
-                    f"{fmt(r['p50']):>10} {fmt(r['p95']):>10} {fmt(r['get']):>10}"
+                    f"{fmt(r['p50']):>10} {fmt(r['p95']):>10} {fmt(r['get']):>10} {r['get'] / r['decode']:>8.2f}x"
                 )
     floor = len(seal(text)) / raw_text_bytes([m for t in range(MARKS[-1]) for m in turn_messages(t)])
     print(f"floor (the text compressed once): {floor:.2f}x the raw text")
+    print("/ decode: get_tuple over RustSerializer's decode of the same messages as one value")
 
 
 def read_then_put(saver, turns: int = 200, steps: int = 40) -> tuple[float, float]:
