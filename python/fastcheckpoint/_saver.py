@@ -440,8 +440,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         reput: bool = False,
     ) -> Op[None]:
         """One transaction: the checkpoint row, its changed channels' blobs (and
-        ``extra`` statements). A ``reput`` rewrites no stored row: its segment
-        may meet a stored row of the same version, which it would not rebuild."""
+        ``extra`` statements); ``reput``: see ``encode_channels``."""
         sql = self.sql
         serde = self.serde
         thread_id, ns = row[0], row[1]
@@ -450,13 +449,12 @@ class StoreSaver(BaseCheckpointSaver[str]):
             blob_at: list[int] = []
             rewrites = []
             for ch, ver, type_, data, base, rewrite in encode_channels(
-                serde, self._writer, thread_id, ns, values, new_versions, self._store_seals
+                serde, self._writer, thread_id, ns, values, new_versions, self._store_seals, reput
             ):
                 if rewrite:
                     # The row is ours (we stored or read it) and the segment
                     # inserted before it rebuilds its list: the same value, smaller.
-                    if not reput:
-                        rewrites.append((thread_id, ns, ch, str(ver), type_, data, base))
+                    rewrites.append((thread_id, ns, ch, str(ver), type_, data, base))
                     continue
                 if base is not None and sql.BASE_EXISTS:
                     batch.append((sql.BASE_EXISTS, (thread_id, ns, ch, base), True))

@@ -157,15 +157,19 @@ def encode_channels(
     values: Mapping[str, Any],
     new_versions: ChannelVersions,
     later: bool = False,
+    reput: bool = False,
 ) -> list[tuple[str, str | int | float, str, bytes | Body, str | None, bool]]:
     """The blobs one put stores, one per channel in ``new_versions``:
     ``(channel, version, type, bytes, delta base version or None, False)``;
     after a list stored as a segment, ``(..., True)`` for each stored row it
     turns into a pointer to it (``DeltaWriter.encode_blobs``): the store
-    replaces that row's bytes and base in the same transaction. With
-    ``later`` our envelopes are ``Body`` objects the store seals."""
+    replaces that row's bytes and base in the same transaction. A ``reput``
+    rewrites no row: its segment may meet a stored row of the same version,
+    which the pointers would not rebuild. With ``later`` our envelopes are
+    ``Body`` objects the store seals."""
     if isinstance(serde, RustSerializer):
-        return writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions), seal=not later)
+        blobs = writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions), seal=not later)
+        return [b for b in blobs if not b[5]] if reput else blobs
     return [
         (ch, ver, *(serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")), None, False)
         for ch, ver in new_versions.items()

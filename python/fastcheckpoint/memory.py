@@ -268,12 +268,11 @@ class InMemorySaver(_UpstreamInMemorySaver):
         inline_values(c, values, reput)  # type: ignore[arg-type]
         kept = False
         for ch, ver, type_, data, _, rewrite in encode_channels(
-            self.serde, self._writer, thread_id, ns, values, new_versions
+            self.serde, self._writer, thread_id, ns, values, new_versions, reput=reput
         ):
             if rewrite:
-                # A version the segment just stored covers: the same value,
-                # as a pointer into it (a re-put's segment may be a kept row).
-                if not reput and (thread_id, ns, ch, ver) in self.blobs:
+                # A version the segment just stored covers: the same value, as a pointer into it.
+                if (thread_id, ns, ch, ver) in self.blobs:
                     self.blobs[(thread_id, ns, ch, ver)] = (type_, data)
                 continue
             if reput and (thread_id, ns, ch, ver) in self.blobs:

@@ -219,30 +219,21 @@ impl DeltaWriter {
     ) -> PyResult<Vec<StoredBlob<'py>>> {
         let mut out = Vec::with_capacity(new_versions.len());
         for (ch, ver) in new_versions.iter() {
-            let Some(value) = values.get_item(&ch)? else {
-                out.push((
-                    ch,
-                    ver,
-                    "empty",
-                    PyBytes::new(py, b"").into_any(),
-                    None,
-                    false,
-                ));
-                continue;
+            // An absent value and None, as upstream stores them: a dialect
+            // may need to tell None from a value without decoding
+            // (postgres._schema.NO_SEED_TYPES).
+            let value = match values.get_item(&ch)? {
+                Some(v) if !v.is_none() => v,
+                absent_or_none => {
+                    let tag = if absent_or_none.is_none() {
+                        "empty"
+                    } else {
+                        "null"
+                    };
+                    out.push((ch, ver, tag, PyBytes::new(py, b"").into_any(), None, false));
+                    continue;
+                }
             };
-            // As upstream stores None: a dialect may need to tell it from a
-            // value without decoding (postgres._schema.NO_SEED_TYPES).
-            if value.is_none() {
-                out.push((
-                    ch,
-                    ver,
-                    "null",
-                    PyBytes::new(py, b"").into_any(),
-                    None,
-                    false,
-                ));
-                continue;
-            }
             let list = value
                 .downcast_exact::<PyList>()
                 .ok()
