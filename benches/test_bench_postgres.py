@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from benches._timing import fmt, table, tail
+from benches._workload import REPEATED_TEXT
 from benches.test_bench_sqlite import async_rate, best_of, chat_puts
 from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.postgres.aio import AsyncPostgresSaver
@@ -64,7 +65,7 @@ def test_postgres_chat_workload() -> None:
                 (f"list whole thread ({4 * turns} checkpoints)", up_list, listed),
             ]
             sizes[turns] = (up_size, size)
-    table("PostgresSaver (loopback server): upstream vs fastcheckpoint, chat-agent workload", rows)
+    table(f"PostgresSaver (loopback server): upstream vs fastcheckpoint, {REPEATED_TEXT}", rows)
     for turns, (up_size, size) in sizes.items():
         print(
             f"tables after {turns} turns: upstream {up_size / 1e6:.2f} MB, ours {size / 1e6:.3f} MB "

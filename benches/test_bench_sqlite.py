@@ -22,7 +22,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSql
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from benches._timing import fmt, settle, table, tail, timeit
-from benches._workload import thread_checkpoints
+from benches._workload import REPEATED_TEXT, thread_checkpoints
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from tests.graphs import react_turn_messages
@@ -88,7 +88,7 @@ def test_sqlite_chat_workload(tmp_path) -> None:
         ]
         sizes[turns] = (up_size, size)
         curves[turns] = (up_t, t)
-    table("SqliteSaver (file, WAL): upstream vs fastcheckpoint, chat-agent workload", rows)
+    table(f"SqliteSaver (file, WAL; upstream FULL, ours NORMAL): upstream vs fastcheckpoint, {REPEATED_TEXT}", rows)
     for turns, (up_size, size) in sizes.items():
         print(
             f"database after {turns} turns: upstream {up_size / 1e6:.2f} MB, ours {size / 1e6:.3f} MB "
