@@ -4,6 +4,7 @@ filters, several processes on one file (crashes: test_reliability.py)."""
 from __future__ import annotations
 
 import ctypes
+import json
 import sqlite3
 from pathlib import Path
 
@@ -397,3 +398,37 @@ def test_a_schema_2_file_is_rebuilt_without_rowid_and_reads_the_same(tmp_path) -
         bases = saver.conn.execute("SELECT base FROM fc_blobs WHERE channel = 'messages'").fetchall()
         assert sum(b is not None for (b,) in bases) > len(bases) // 2, "the thread goes on with deltas"
         assert len(list(saver.list(cfg("chat")))) == len(before) + 3
+
+
+def test_records_are_stored_without_what_their_row_holds_and_old_records_read_the_same(tmp_path) -> None:
+    """A checkpoint record is stored without its id (the row's key) and,
+    when no value is inline, without its channel_versions (the row's
+    ``channels``); records stored whole, as before, read back the same."""
+    from fastcheckpoint._native import seal
+    from fastcheckpoint._storage import INLINE, full_record
+
+    db = str(tmp_path / "slim.db")
+    with SqliteSaver.from_conn_string(db) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(3):
+            app.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
+        latest = saver.get_tuple(cfg("chat"))
+        # A re-put stores its values inline: its record keeps the versions.
+        parent = saver.get_tuple(latest.parent_config)
+        saver.put(parent.parent_config, parent.checkpoint, {**parent.metadata, "step": 99}, {})
+        before = [comparable(t) for t in saver.list(cfg("chat"))]
+        codec = saver.serde.codec
+        rows = saver.conn.execute("SELECT checkpoint_id, checkpoint, channels FROM fc_checkpoints").fetchall()
+        slim = {cid: (codec.loads_chain([data]), json.loads(channels)) for cid, data, channels in rows}
+        assert all("id" not in record for record, _ in slim.values())
+        whole = [cid for cid, (record, channels) in slim.items() if "channel_versions" in record]
+        assert whole == [latest.parent_config["configurable"]["checkpoint_id"]]
+        assert INLINE in slim[whole[0]][1].values()
+        # Store every record whole, as releases before did.
+        for cid, (record, channels) in slim.items():
+            data = seal(saver.serde.dumps_typed(full_record(record, cid, channels))[1])
+            saver.conn.execute("UPDATE fc_checkpoints SET checkpoint = ? WHERE checkpoint_id = ?", (data, cid))
+        saver.conn.commit()
+    with SqliteSaver.from_conn_string(db) as saver:
+        assert [comparable(t) for t in saver.list(cfg("chat"))] == before
+        assert comparable(saver.get_tuple(cfg("chat"))) == before[0]

@@ -174,7 +174,7 @@ def decode_thread(
         key: Key = (r.thread_id, r.checkpoint_ns, r.checkpoint_id)
         writes = by_key.get(key, [])
         try:
-            t = saver._tuple(r[:7], blobs, [w[3:] for w in writes], cache)
+            t = saver._tuple(r[:8], blobs, [w[3:] for w in writes], cache)
             out.append(
                 Record(
                     key=key,

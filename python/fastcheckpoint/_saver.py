@@ -52,12 +52,14 @@ from fastcheckpoint._storage import (
     checkpoint_ns_of,
     dumps,
     encode_channels,
+    full_record,
     inline_values,
     load_channel,
     loads,
     move_pending_sends,
     needed_ancestors,
     next_version,
+    slim_record,
     thread_id_of,
 )
 from fastcheckpoint.errors import CheckpointError, MissingRowError
@@ -155,10 +157,11 @@ class StoreSaver(BaseCheckpointSaver[str]):
         this is the thread's latest checkpoint). ``sends``: the parent's
         writes to ``TASKS`` (task path, task id, index, type, value), a
         pre-v4 checkpoint's pending sends where the dialect reads them."""
-        thread_id, ns, checkpoint_id, parent_id, type_, data, metadata = row[:7]
+        thread_id, ns, checkpoint_id, parent_id, type_, data, metadata, channels = row[:8]
         serde = self.serde
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r}"
-        checkpoint: Checkpoint = loads(serde, (type_, bytes(data)), lambda: where)
+        record = loads(serde, (type_, bytes(data)), lambda: where)
+        checkpoint: Checkpoint = full_record(record, checkpoint_id, _json_text(channels))  # type: ignore[assignment]
         values: dict[str, Any] = {}
         for ch, ver in blob_channels(checkpoint):
             key = (thread_id, ns, ch, str(ver))
@@ -389,15 +392,13 @@ class StoreSaver(BaseCheckpointSaver[str]):
         # A re-put's blobs meet their stored rows, which stay (INSERT OR
         # IGNORE): _put_rows_op then has the writer forget the thread.
         reput = yield from self._stored_op(thread_id, ns, checkpoint["id"])
-        channels = inline_values(c, values, reput)  # type: ignore[arg-type]
-        row = (
-            thread_id,
-            ns,
-            checkpoint["id"],
+        row = self._checkpoint_row(
+            (thread_id, ns, checkpoint["id"]),
             config["configurable"].get("checkpoint_id"),
-            *dumps(self.serde, c, self._store_seals),
+            c,  # type: ignore[arg-type]
+            values,
+            reput,
             metadata_json(self.sql, config, metadata),
-            json.dumps(channels),
             self.clock(),
         )
         yield from self._put_rows_op(row, values, new_versions, reput=reput)
@@ -409,6 +410,29 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 # The put is stored; a failed sweep is retried at the next interval.
                 logger.warning("fastcheckpoint: TTL sweep failed", exc_info=True)
         return _config(thread_id, ns, checkpoint["id"])
+
+    def _checkpoint_row(
+        self,
+        key: tuple[str, str, str],
+        parent_id: str | None,
+        record: dict[str, Any],
+        values: Mapping[str, Any],
+        reput: bool,
+        metadata_json: str,
+        created_at: float,
+    ) -> tuple[Any, ...]:
+        """The ``fc_checkpoints`` row a put stores: ``record`` is the
+        checkpoint without its ``channel_values`` (the values blobs cannot
+        hold go back into it), stored slim beside its ``channels``."""
+        channels = inline_values(record, values, reput)
+        return (
+            *key,
+            parent_id,
+            *dumps(self.serde, slim_record(record, channels), self._store_seals),
+            metadata_json,
+            json.dumps(channels, separators=(",", ":")),
+            created_at,
+        )
 
     def _saw_head(self, thread_id: str, ns: str, checkpoint_id: str) -> None:
         """Remembers the newest checkpoint id this saver has read or put for a thread."""
@@ -499,17 +523,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
         values = checkpoint.pop("channel_values", None) or {}
         versions = checkpoint.get("channel_versions", {})
         new_versions = {ch: v for ch, v in versions.items() if (thread_id, ns, ch, str(v)) not in stored}
-        channels = inline_values(checkpoint, values, reput=False)
         if created_at is None:
             created_at = _timestamp(checkpoint.get("ts")) or self.clock()
-        row = (
-            *key,
-            parent_id,
-            *dumps(self.serde, checkpoint, self._store_seals),
-            metadata_json or "{}",
-            json.dumps(channels),
-            created_at,
-        )
+        row = self._checkpoint_row(key, parent_id, checkpoint, values, False, metadata_json or "{}", created_at)
         yield from self._put_rows_op(row, values, new_versions, extra)
         stored.update((thread_id, ns, ch, str(v)) for ch, v in new_versions.items())
 

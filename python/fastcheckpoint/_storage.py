@@ -142,6 +142,29 @@ def channels_of(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return {**checkpoint.get("channel_versions", {}), **dict.fromkeys(inline, INLINE)}
 
 
+def slim_record(record: Mapping[str, Any], channels: Mapping[str, Any]) -> dict[str, Any]:
+    """What a SQL saver stores of a checkpoint record (as ``inline_values``
+    left it): without its ``id``, which is the row's key, nor, when no value
+    is inline, its ``channel_versions``, which then equal ``channels``, stored
+    beside it. On a long thread these are about half the record's bytes.
+    ``full_record`` puts both back."""
+    slim = {k: v for k, v in record.items() if k != "id"}
+    if "channel_versions" in slim and channels == slim["channel_versions"]:
+        del slim["channel_versions"]
+    return slim
+
+
+def full_record(record: Mapping[str, Any], checkpoint_id: str, channels: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as ``slim_record`` stored it (or whole, as stored before),
+    given its row's checkpoint id and ``channels``."""
+    out = {"v": record["v"]} if "v" in record else {}
+    out["id"] = checkpoint_id
+    out.update(record)
+    if "channel_versions" not in record:
+        out["channel_versions"] = dict(channels)
+    return out
+
+
 def blob_channels(checkpoint: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
     """The (channel, version) pairs whose values a stored checkpoint record
     leaves to blobs."""

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastcheckpoint._sql import CheckpointRow
+from fastcheckpoint._storage import full_record
 from fastcheckpoint.cli import _render as render
 from fastcheckpoint.cli._check import compare, query_op, verify
 from fastcheckpoint.cli._db import CliError, Database
@@ -107,7 +108,12 @@ def cmd_history(db: Database, args: argparse.Namespace) -> int:
     types = db.run(query_op(db.saver.sql.THREAD_BLOB_TYPES, (args.thread,)))
     stored = {(ch, ver) for ns, ch, ver, type_ in types if ns == args.ns and type_ != "empty"}
     # Hidden rows too: a listed checkpoint's parent may be one.
-    decoded = {r.checkpoint_id: serde.loads_typed((r.type, bytes(r.checkpoint))) for r in every}
+    decoded = {
+        r.checkpoint_id: full_record(
+            serde.loads_typed((r.type, bytes(r.checkpoint))), r.checkpoint_id, json.loads(r.channels)
+        )
+        for r in every
+    }
     data = []
     for r in rows[: args.limit]:
         c = decoded[r.checkpoint_id]

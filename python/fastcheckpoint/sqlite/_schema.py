@@ -187,8 +187,8 @@ INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?
 
 _TARGET = """coalesce(?3, (SELECT max(checkpoint_id) FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0))"""
-GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM fc_checkpoints
-    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
+GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels
+    FROM fc_checkpoints WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = target_writes(_TARGET)
 # Upstream SqliteSaver leaves pre-v4 pending sends where they are (see postgres._schema).
 PARENT_SENDS = None
