@@ -248,11 +248,9 @@ def _corrupt(path: Path) -> None:
         "UPDATE fc_blobs SET blob = ? WHERE thread_id = 'user-1' AND channel = 'messages' AND version = ?",
         (bytes(flipped), blob[0]),
     )
-    row = db.execute(
-        "SELECT checkpoint_id, checkpoint FROM fc_checkpoints WHERE thread_id = 'user-2' LIMIT 1"
-    ).fetchone()
+    row = db.execute("SELECT checkpoint_id, record FROM fc_checkpoints WHERE thread_id = 'user-2' LIMIT 1").fetchone()
     db.execute(
-        "UPDATE fc_checkpoints SET checkpoint = ? WHERE thread_id = 'user-2' AND checkpoint_id = ?",
+        "UPDATE fc_checkpoints SET record = ? WHERE thread_id = 'user-2' AND checkpoint_id = ?",
         (bytes(row[1])[:5], row[0]),
     )
     db.commit()

@@ -142,7 +142,7 @@ def test_io_faults_are_typed_errors_and_writes_resume(tmp_path, syscall, errno, 
 
 
 # Every stored payload column (each an envelope with a CRC32).
-PAYLOADS = [("fc_checkpoints", "checkpoint"), ("fc_blobs", "blob"), ("fc_writes", "value")]
+PAYLOADS = [("fc_checkpoints", "record"), ("fc_blobs", "blob"), ("fc_writes", "value")]
 # Each table's primary key (the tables are WITHOUT ROWID).
 KEYS = {
     "fc_checkpoints": "thread_id, checkpoint_ns, checkpoint_id",

@@ -9,13 +9,15 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqliteSaver
 from langgraph.types import Command
 
 from fastcheckpoint._native import sqlite_library
 from fastcheckpoint.errors import ConfigError, CorruptDataError, DatabaseLockedError
-from fastcheckpoint.sqlite import SqliteSaver
+from fastcheckpoint.sqlite import SqliteSaver, _schema
 from tests import graphs
 from tests.worker import check_hammered, expected_steps, hammer_all, loop_graph, spawn
 
@@ -318,8 +320,9 @@ def test_a_saver_per_turn_stores_deltas(tmp_path) -> None:
     raw = sqlite3.connect(db)
 
     def blobs(thread: str) -> list[tuple[str, str | None]]:
-        q = "SELECT version, base FROM fc_blobs WHERE thread_id = ? AND channel = 'messages' ORDER BY version"
-        return raw.execute(q, (thread,)).fetchall()
+        # Versions as stored are shortened (_schema.stored_version): ordered by their counters.
+        q = "SELECT version, base FROM fc_blobs WHERE thread_id = ? AND channel = 'messages'"
+        return sorted(raw.execute(q, (thread,)).fetchall(), key=lambda r: _schema.version_of(r[0]))
 
     graphs.a_saver_per_turn_stores_deltas(lambda: SqliteSaver.from_conn_string(db), blobs)
 
@@ -365,42 +368,116 @@ def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
         assert put("u0", 7) is None
 
 
+def as_released(made: Path, old: Path, schema: int) -> None:
+    """Writes ``old``: the rows of ``made`` (a file of this release) as a
+    release at ``schema`` (2 or 3) stored them, whole versions and whole
+    checkpoint records."""
+    from fastcheckpoint._native import ENVELOPE_TYPE, seal
+    from fastcheckpoint._storage import full_record, loads
+    from fastcheckpoint.serde import RustSerializer
+
+    serde, long = RustSerializer(), _schema.version_of
+    raw, src = sqlite3.connect(old), sqlite3.connect(made)
+    for stmt in [_schema.CREATE_VERSION_TABLE, *(s for m in _schema.MIGRATIONS[:schema] for s in m)]:
+        raw.execute(stmt)
+    raw.executemany(_schema.SET_VERSION, [(v,) for v in range(1, schema + 1)])
+    columns = "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, {}, metadata, channels"
+    for *key, parent, type_, data, metadata, stored, hidden, created in src.execute(
+        f"SELECT {columns.format('record')}, hidden, created_at FROM fc_checkpoints"
+    ):
+        channels = {ch: long(v) if isinstance(v, str) else v for ch, v in json.loads(stored).items()}
+        record = full_record(loads(serde, (type_, data), str), key[2], channels)
+        data = seal(serde.dumps_typed(record)[1])
+        row = (*key, parent, ENVELOPE_TYPE, data, metadata, json.dumps(channels), hidden, created)
+        into = f"INSERT INTO fc_checkpoints ({columns.format('checkpoint')}, hidden, created_at)"
+        raw.execute(f"{into} VALUES ({', '.join('?' * 10)})", row)
+    for *key, ver, type_, blob, base in src.execute("SELECT * FROM fc_blobs"):
+        row = (*key, long(ver), type_, blob, base and long(base))
+        raw.execute("INSERT INTO fc_blobs VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+    raw.executemany("INSERT INTO fc_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", src.execute("SELECT * FROM fc_writes"))
+    raw.commit()
+    raw.close()
+    src.close()
+
+
+def made_chat(path: Path) -> list[tuple]:
+    """A chat thread of six turns stored in ``path``; its checkpoints as read."""
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        app = graphs.chat_graph().compile(checkpointer=saver)
+        for i in range(6):
+            app.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
+        return [comparable(t) for t in saver.list(cfg("chat"))]
+
+
+def goes_on_with_deltas(saver: SqliteSaver, checkpoints: int) -> None:
+    app = graphs.chat_graph().compile(checkpointer=saver)
+    app.invoke({"messages": [HumanMessage("one more")]}, cfg("chat"))
+    bases = saver.conn.execute("SELECT base FROM fc_blobs WHERE channel = 'messages'").fetchall()
+    assert sum(b is not None for (b,) in bases) > len(bases) // 2, "the thread goes on with deltas"
+    assert len(list(saver.list(cfg("chat")))) == checkpoints + 3
+
+
 def test_a_schema_2_file_is_rebuilt_without_rowid_and_reads_the_same(tmp_path) -> None:
     """A file made by a release at schema 2 (rowid tables) has its checkpoint
     and blob tables rebuilt WITHOUT ROWID when opened: every checkpoint reads
     back as before, and the thread goes on with deltas."""
-    from fastcheckpoint.sqlite import _schema
-
     made, old = tmp_path / "made.db", tmp_path / "old.db"
-    with SqliteSaver.from_conn_string(str(made)) as saver:
-        app = graphs.chat_graph().compile(checkpointer=saver)
-        for i in range(6):
-            app.invoke({"messages": [HumanMessage(f"turn {i}")]}, cfg("chat"))
-        before = [comparable(t) for t in saver.list(cfg("chat"))]
-    raw = sqlite3.connect(old)
-    for stmt in [_schema.CREATE_VERSION_TABLE, *_schema.MIGRATIONS[0], *_schema.MIGRATIONS[1]]:
-        raw.execute(stmt)
-    raw.executemany(_schema.SET_VERSION, [(1,), (2,)])
-    raw.execute("ATTACH DATABASE ? AS made", (str(made),))
-    for table in ("fc_checkpoints", "fc_blobs", "fc_writes"):
-        columns = ", ".join(r[1] for r in raw.execute(f"PRAGMA made.table_info({table})"))
-        raw.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM made.{table}")
-    raw.commit()
-    raw.close()
-
+    before = made_chat(made)
+    as_released(made, old, 2)
     with SqliteSaver.from_conn_string(str(old)) as saver:
         assert [comparable(t) for t in saver.list(cfg("chat"))] == before
         tables = dict(saver.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall())
         assert all(tables[t].endswith("WITHOUT ROWID") for t in ("fc_checkpoints", "fc_blobs"))
         assert not tables["fc_writes"].endswith("WITHOUT ROWID")
-        app = graphs.chat_graph().compile(checkpointer=saver)
-        app.invoke({"messages": [HumanMessage("one more")]}, cfg("chat"))
-        bases = saver.conn.execute("SELECT base FROM fc_blobs WHERE channel = 'messages'").fetchall()
-        assert sum(b is not None for (b,) in bases) > len(bases) // 2, "the thread goes on with deltas"
-        assert len(list(saver.list(cfg("chat")))) == len(before) + 3
+        goes_on_with_deltas(saver, len(before))
 
 
-def test_records_are_stored_without_what_their_row_holds_and_old_records_read_the_same(tmp_path) -> None:
+def test_a_schema_3_file_has_its_versions_shortened_and_reads_the_same(tmp_path) -> None:
+    """A file made by a release at schema 3 (whole version strings) has them
+    shortened where the tables name them when opened: every checkpoint reads
+    back as before, with the same versions, and the thread goes on."""
+    made, old = tmp_path / "made.db", tmp_path / "old.db"
+    before = made_chat(made)
+    as_released(made, old, 3)
+    raw = sqlite3.connect(old)
+    assert all(v.startswith("0000") for (v,) in raw.execute("SELECT version FROM fc_blobs"))
+    raw.close()
+    with SqliteSaver.from_conn_string(str(old)) as saver:
+        assert [comparable(t) for t in saver.list(cfg("chat"))] == before
+        versions = saver.conn.execute("SELECT version, base FROM fc_blobs").fetchall()
+        assert all(v.startswith("~") and (b is None or b.startswith("~")) for v, b in versions)
+        named = [json.loads(c) for (c,) in saver.conn.execute("SELECT channels FROM fc_checkpoints")]
+        assert all(v.startswith("~") for c in named for v in c.values())
+        assert sum(len(v) for v, _ in versions) < 0.6 * sum(len(_schema.version_of(v)) for v, _ in versions)
+        goes_on_with_deltas(saver, len(before))
+
+
+@given(
+    st.one_of(
+        st.text(st.characters(codec="utf-8", exclude_characters="\x00")),
+        st.builds(
+            lambda n, rest, prefix: f"{prefix}{n:032}.{rest}",
+            st.integers(0, 10**32 - 1),
+            st.text(st.characters(codec="utf-8", exclude_characters="\x00")),
+            st.sampled_from(["", "~", "~~", "1"]),
+        ),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_versions_are_shortened_reversibly_and_the_migration_agrees(version: str) -> None:
+    """``stored_version`` is undone by ``version_of`` (so distinct versions
+    stay distinct), and the SQL that shortens a file's versions at its
+    upgrade computes the same text."""
+    stored = _schema.stored_version(version)
+    assert _schema.version_of(stored) == version
+    if version.startswith("0" * 30):
+        assert len(stored) < len(version)
+    raw = sqlite3.connect(":memory:")
+    assert raw.execute(f"SELECT {_schema._short_version('?1')}", (version,)).fetchone()[0] == stored
+    raw.close()
+
+
+def test_records_are_stored_slim_and_whole_records_read_the_same(tmp_path) -> None:
     """A checkpoint record is stored without its id (the row's key) and,
     when no value is inline, without its channel_versions (the row's
     ``channels``); records stored whole, as before, read back the same."""
@@ -418,8 +495,8 @@ def test_records_are_stored_without_what_their_row_holds_and_old_records_read_th
         saver.put(parent.parent_config, parent.checkpoint, {**parent.metadata, "step": 99}, {})
         before = [comparable(t) for t in saver.list(cfg("chat"))]
         codec = saver.serde.codec
-        rows = saver.conn.execute("SELECT checkpoint_id, checkpoint, channels FROM fc_checkpoints").fetchall()
-        slim = {cid: (codec.loads_chain([data]), json.loads(channels)) for cid, data, channels in rows}
+        rows = saver.conn.execute("SELECT checkpoint_id, record, channels FROM fc_checkpoints").fetchall()
+        slim = {cid: (codec.loads_chain([data]), saver._channels(channels)) for cid, data, channels in rows}
         assert all("id" not in record for record, _ in slim.values())
         whole = [cid for cid, (record, channels) in slim.items() if "channel_versions" in record]
         assert whole == [latest.parent_config["configurable"]["checkpoint_id"]]
@@ -427,8 +504,31 @@ def test_records_are_stored_without_what_their_row_holds_and_old_records_read_th
         # Store every record whole, as releases before did.
         for cid, (record, channels) in slim.items():
             data = seal(saver.serde.dumps_typed(full_record(record, cid, channels))[1])
-            saver.conn.execute("UPDATE fc_checkpoints SET checkpoint = ? WHERE checkpoint_id = ?", (data, cid))
+            saver.conn.execute("UPDATE fc_checkpoints SET record = ? WHERE checkpoint_id = ?", (data, cid))
         saver.conn.commit()
     with SqliteSaver.from_conn_string(db) as saver:
         assert [comparable(t) for t in saver.list(cfg("chat"))] == before
         assert comparable(saver.get_tuple(cfg("chat"))) == before[0]
+
+
+def test_an_earlier_release_cannot_read_or_write_an_upgraded_file(tmp_path) -> None:
+    """A process of an earlier release that had the file open before another
+    upgraded it would name versions whole (names the shortened ones never
+    meet) and read slim records as checkpoints without versions: its
+    statements fail instead, and the file reads the same afterwards."""
+    db = tmp_path / "f.db"
+    before = made_chat(db)
+    raw = sqlite3.connect(db)
+    earlier = [  # the schema-3 release's own statements
+        """SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM fc_checkpoints
+            WHERE thread_id = 'chat' AND checkpoint_ns = ''""",
+        """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+            type, checkpoint, metadata, channels, created_at, hidden) VALUES ('chat', '', 'z', NULL, 'fc1', x'',
+            '{}', '{"messages": "00000000000000000000000000000042.0.123"}', 0, 0)""",
+    ]
+    for stmt in earlier:
+        with pytest.raises(sqlite3.OperationalError, match="column"):
+            raw.execute(stmt)
+    raw.close()
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        assert [comparable(t) for t in saver.list(cfg("chat"))] == before

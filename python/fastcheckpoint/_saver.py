@@ -50,6 +50,7 @@ from fastcheckpoint._storage import (
     Stored,
     blob_channels,
     checkpoint_ns_of,
+    dump_record,
     dumps,
     encode_channels,
     full_record,
@@ -59,7 +60,6 @@ from fastcheckpoint._storage import (
     move_pending_sends,
     needed_ancestors,
     next_version,
-    slim_record,
     thread_id_of,
 )
 from fastcheckpoint.errors import CheckpointError, MissingRowError
@@ -161,7 +161,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         serde = self.serde
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r}"
         record = loads(serde, (type_, bytes(data)), lambda: where)
-        checkpoint: Checkpoint = full_record(record, checkpoint_id, _json_text(channels))  # type: ignore[assignment]
+        checkpoint: Checkpoint = full_record(record, checkpoint_id, self._channels(channels))  # type: ignore[assignment]
         values: dict[str, Any] = {}
         for ch, ver in blob_channels(checkpoint):
             key = (thread_id, ns, ch, str(ver))
@@ -197,9 +197,26 @@ class StoreSaver(BaseCheckpointSaver[str]):
             pending_writes=pending,
         )
 
-    @staticmethod
-    def _blobs(rows: Sequence[Sequence[Any]]) -> dict[tuple[Any, ...], Stored]:
-        return {tuple(b[:4]): (b[4], bytes(b[5]), b[6]) for b in rows}
+    # -- versions as the tables name them (``sql.stored_version``) -------------------
+
+    def _blobs(self, rows: Sequence[Sequence[Any]]) -> dict[tuple[Any, ...], Stored]:
+        """Blob rows (``BLOB_COLUMNS``) by (thread, ns, channel, version)."""
+        version_of = self.sql.version_of
+        return {
+            (b[0], b[1], b[2], version_of(b[3])): (b[4], bytes(b[5]), None if b[6] is None else version_of(b[6]))
+            for b in rows
+        }
+
+    def _channels(self, stored: Any) -> dict[str, Any]:
+        """A row's ``channels`` JSON (text, or parsed by the backend) as versions."""
+        version_of = self.sql.version_of
+        return {ch: version_of(v) if isinstance(v, str) else v for ch, v in _json_text(stored).items()}
+
+    def _stored_channels(self, channels: Mapping[str, Any]) -> str:
+        """``channels`` as a row stores it (JSON; numbers stay numbers)."""
+        stored_version = self.sql.stored_version
+        named = {ch: stored_version(v) if isinstance(v, str) else v for ch, v in channels.items()}
+        return json.dumps(named, separators=(",", ":"))
 
     def _get_tuple_op(self, config: RunnableConfig) -> Op[CheckpointTuple | None]:
         sql = self.sql
@@ -314,7 +331,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         )
         stored = {(ch, ver) for ch, ver, t in blob_types if t not in sql.NO_SEED_TYPES}
         chain: dict[str, list[str]] = {ch: [] for ch in channels}  # nearest first
-        seeds: dict[str, str] = {}  # channel -> version of its seed
+        seeds: dict[str, str] = {}  # channel -> version of its seed, as the tables name it
         inline_seeds: dict[str, str] = {}  # channel -> checkpoint holding its seed inline
         remaining = set(channels)
         for cid, channels_json in ancestors:
@@ -366,12 +383,15 @@ class StoreSaver(BaseCheckpointSaver[str]):
             if ch in inline_seeds and inline_seeds[ch] in inline:
                 h["seed"] = inline[inline_seeds[ch]][ch]
             elif ch in seeds:
+                version = sql.version_of(seeds[ch])
                 h["seed"] = load_channel(
                     self.serde,
-                    (thread_id, ns, ch, seeds[ch]),
+                    (thread_id, ns, ch, version),
                     blobs.get,
                     None,
-                    lambda ch=ch: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {ch!r} version {seeds[ch]}",
+                    lambda ch=ch, version=version: (
+                        f"thread {thread_id!r} checkpoint_ns {ns!r} channel {ch!r} version {version}"
+                    ),
                 )
             result[ch] = h
         return result
@@ -428,9 +448,9 @@ class StoreSaver(BaseCheckpointSaver[str]):
         return (
             *key,
             parent_id,
-            *dumps(self.serde, slim_record(record, channels), self._store_seals),
+            *dump_record(self.serde, record, channels, self.sql.SLIM_RECORDS, self._store_seals),
             metadata_json,
-            json.dumps(channels, separators=(",", ":")),
+            self._stored_channels(channels),
             created_at,
         )
 
@@ -467,6 +487,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         ``extra`` statements); ``reput``: see ``encode_channels``."""
         sql = self.sql
         serde = self.serde
+        stored = sql.stored_version
         thread_id, ns = row[0], row[1]
         for attempt in range(2):
             batch: list[Stmt] = [(sql.INSERT_CHECKPOINT, row, False), *extra]
@@ -475,15 +496,16 @@ class StoreSaver(BaseCheckpointSaver[str]):
             for ch, ver, type_, data, base, rewrite in encode_channels(
                 serde, self._writer, thread_id, ns, values, new_versions, self._store_seals, reput
             ):
+                base = None if base is None else stored(base)
                 if rewrite:
                     # The row is ours (we stored or read it) and the segment
                     # inserted before it rebuilds its list: the same value, smaller.
-                    rewrites.append((thread_id, ns, ch, str(ver), type_, data, base))
+                    rewrites.append((thread_id, ns, ch, stored(ver), type_, data, base))
                     continue
                 if base is not None and sql.BASE_EXISTS:
                     batch.append((sql.BASE_EXISTS, (thread_id, ns, ch, base), True))
                 blob_at.append(len(batch))
-                batch.append((sql.INSERT_BLOB, (thread_id, ns, ch, str(ver), type_, data, base), False))
+                batch.append((sql.INSERT_BLOB, (thread_id, ns, ch, stored(ver), type_, data, base), False))
             batch.extend(sql.rewrite_blobs(rewrites))
             try:
                 counts = yield Write(batch)

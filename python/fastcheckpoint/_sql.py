@@ -14,10 +14,6 @@ SET_VERSION = "INSERT INTO fc_schema (version) VALUES (?)"
 
 # Whether a put is a re-put (``StoreSaver._stored_op``).
 CHECKPOINT_STORED = "SELECT 1 FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
-# A checkpoint record, for the values it holds inline (a DeltaChannel seed).
-CHECKPOINT_RECORD = (
-    "SELECT type, checkpoint FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
-)
 
 # A stored list version that a segment now covers becomes a pointer into it
 # (the same value): its bytes and base change, never its key or what it rebuilds.
@@ -30,6 +26,16 @@ Rewrite = tuple[str, str, str, str, str, Any, str]
 def rewrite_in_place(rows: Sequence[Rewrite]) -> list[tuple[str, tuple[Any, ...], bool]]:
     """Statements turning stored rows into pointers: one UPDATE each."""
     return [(REWRITE_BLOB, (data, base, t, ns, ch, v), False) for t, ns, ch, v, _, data, base in rows]
+
+
+def stored_version(version: str | int | float) -> str:
+    """How the tables name ``version`` (a dialect may shorten it: ``version_of`` undoes it)."""
+    return str(version)
+
+
+def version_of(stored: str) -> str:
+    """The version the tables name ``stored``."""
+    return stored
 
 
 WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"

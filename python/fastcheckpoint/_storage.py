@@ -19,6 +19,7 @@ blobs and back, independent of where the blobs live.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,6 +39,38 @@ Typed = tuple[str, bytes]
 INLINE = "@inline"
 # A delta chain longer than this can only come from a cycle in corrupt data.
 _MAX_CHAIN = 100_000
+
+
+# LangGraph's SQL savers number versions "<counter:032>.<random>" (``next_version``).
+# A table names a list version up to three times (the blob's key, the next
+# delta's base, a checkpoint's ``channels``), and there the counter is mostly
+# zeros: a dialect may store such a version as "~<counter>.<random>", its
+# counter without leading zeros (a version of any other shape that starts with
+# "~" gets a second one, so distinct versions stay distinct).
+_SHORT = "~"
+_COUNTER = 32
+
+
+def short_version(version: str | int | float) -> str:
+    """How a table that shortens versions names ``version`` (see ``long_version``)."""
+    v = str(version)
+    counter = v[:_COUNTER]
+    if len(v) > _COUNTER and v[_COUNTER] == "." and counter.isascii() and counter.isdigit():
+        return f"{_SHORT}{int(counter)}{v[_COUNTER:]}"
+    return _SHORT + v if v.startswith(_SHORT) else v
+
+
+@functools.lru_cache(maxsize=1 << 14)  # a read names each version of its chains twice, and reads repeat
+def long_version(stored: str) -> str:
+    """The version ``short_version`` stored as ``stored``."""
+    if not stored.startswith(_SHORT):
+        return stored
+    if stored.startswith(_SHORT, 1):
+        return stored[1:]
+    counter, dot, rest = stored[1:].partition(".")
+    if not (dot and 0 < len(counter) <= _COUNTER and counter.isascii() and counter.isdigit()):
+        return stored  # not a name short_version gives: damaged, and found nowhere
+    return f"{int(counter):0{_COUNTER}}.{rest}"
 
 
 def thread_id_of(config: RunnableConfig | None) -> str:
@@ -142,12 +175,20 @@ def channels_of(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return {**checkpoint.get("channel_versions", {}), **dict.fromkeys(inline, INLINE)}
 
 
+def dump_record(
+    serde: SerializerProtocol, record: Mapping[str, Any], channels: Mapping[str, Any], slim: bool, later: bool
+) -> tuple[str, bytes | Body]:
+    """How a SQL saver stores a checkpoint record (as ``inline_values`` left
+    it) beside its ``channels``: whole, or with ``slim`` as ``slim_record``
+    leaves it (only where no earlier release reads the table)."""
+    return dumps(serde, slim_record(record, channels) if slim else record, later)
+
+
 def slim_record(record: Mapping[str, Any], channels: Mapping[str, Any]) -> dict[str, Any]:
-    """What a SQL saver stores of a checkpoint record (as ``inline_values``
-    left it): without its ``id``, which is the row's key, nor, when no value
-    is inline, its ``channel_versions``, which then equal ``channels``, stored
-    beside it. On a long thread these are about half the record's bytes.
-    ``full_record`` puts both back."""
+    """A checkpoint record without its ``id``, which is its row's key, nor,
+    when no value is inline, its ``channel_versions``, which then equal
+    ``channels``, stored beside it. On a long thread these are about half the
+    record's bytes. ``full_record`` puts both back."""
     slim = {k: v for k, v in record.items() if k != "id"}
     if "channel_versions" in slim and channels == slim["channel_versions"]:
         del slim["channel_versions"]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastcheckpoint._sql import CheckpointRow
-from fastcheckpoint._storage import full_record
+from fastcheckpoint._storage import full_record, loads
 from fastcheckpoint.cli import _render as render
 from fastcheckpoint.cli._check import compare, query_op, verify
 from fastcheckpoint.cli._db import CliError, Database
@@ -106,11 +106,14 @@ def cmd_history(db: Database, args: argparse.Namespace) -> int:
     rows = [r for r in every if not r.hidden]
     serde = db.saver.serde
     types = db.run(query_op(db.saver.sql.THREAD_BLOB_TYPES, (args.thread,)))
-    stored = {(ch, ver) for ns, ch, ver, type_ in types if ns == args.ns and type_ != "empty"}
+    version_of = db.saver.sql.version_of
+    stored = {(ch, version_of(ver)) for ns, ch, ver, type_ in types if ns == args.ns and type_ != "empty"}
     # Hidden rows too: a listed checkpoint's parent may be one.
     decoded = {
         r.checkpoint_id: full_record(
-            serde.loads_typed((r.type, bytes(r.checkpoint))), r.checkpoint_id, json.loads(r.channels)
+            loads(serde, (r.type, bytes(r.checkpoint)), lambda r=r: f"checkpoint {r.checkpoint_id!r}"),
+            r.checkpoint_id,
+            db.saver._channels(r.channels),
         )
         for r in every
     }

@@ -23,17 +23,17 @@ def query_op(sql: str, params: Iterable[Any] = ()) -> Op[list[Any]]:
     return rows
 
 
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
 def verify_thread(
     saver: StoreSaver, rows: list[CheckpointRow], blob_rows: list[Any], write_rows: list[Any]
 ) -> dict[str, Any]:
     """Damage and warnings found in one thread's rows."""
     damage: list[dict[str, Any]] = []
     warnings: list[dict[str, Any]] = []
-    blobs = {(b[1], b[2], b[3]): (b[4], bytes(b[5]) if b[5] is not None else b"", b[6]) for b in blob_rows}
+    version_of = saver.sql.version_of
+    blobs = {
+        (b[1], b[2], version_of(b[3])): (b[4], bytes(b[5]) if b[5] is not None else b"", b[6] and version_of(b[6]))
+        for b in blob_rows
+    }
     for (ns, ch, ver), (type_, data, base) in blobs.items():
         where = {"checkpoint_ns": ns, "channel": ch, "version": ver}
         if type_ != ENVELOPE_TYPE:
@@ -55,7 +55,7 @@ def verify_thread(
             e = result[1]
             damage.append({**where, "error": f"{type(e).__name__}: {e}"})
             continue
-        for ch, ver in (_json(r.channels) or {}).items():
+        for ch, ver in saver._channels(r.channels).items():
             if ver != INLINE and (r.checkpoint_ns, ch, str(ver)) not in blobs:
                 warnings.append({**where, "channel": ch, "warning": f"no stored value for version {ver}"})
     for w in write_rows:

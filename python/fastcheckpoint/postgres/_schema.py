@@ -27,7 +27,6 @@ from fastcheckpoint import _sql
 from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
     ALL_KEYS,
     BLOB_COLUMNS,
-    CHECKPOINT_RECORD,
     CHECKPOINT_STORED,
     CREATE_VERSION_TABLE,
     DELETE_CHECKPOINT,
@@ -42,7 +41,9 @@ from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver fi
     WRITE_COLUMNS,
     ancestors,
     page_writes,
+    stored_version,
     target_writes,
+    version_of,
 )
 from fastcheckpoint._sql import rewrite_in_place as rewrite_blobs  # noqa: F401 - rows are rewritten by UPDATE
 
@@ -114,6 +115,14 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# Checkpoint records are stored whole, and versions as LangGraph names them
+# (``stored_version``): workers of the previous release, still running
+# during a rolling deploy, read every row this release writes.
+SLIM_RECORDS = False
+# A checkpoint record, for the values it holds inline (a DeltaChannel seed).
+CHECKPOINT_RECORD = (
+    "SELECT type, checkpoint FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+)
 
 # Held while migrating so that workers starting together migrate once.
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7206474756217630033)"

@@ -6,9 +6,12 @@ upstream's ``checkpoints`` / ``writes`` (which ``_upstream`` migrates from).
 * ``fc_checkpoints``: one row per checkpoint, the checkpoint without its
   channel values, metadata as JSON text (filterable with ``json_extract``),
   ``channels`` = the checkpoint's ``channel_versions`` as JSON (so one query can
-  join to the blobs), ``hidden`` = kept only because a surviving checkpoint's
-  ``DeltaChannel`` history walks through it (never listed or returned).
-* ``fc_blobs``: one row per (channel, version); ``base`` names the version a
+  join to the blobs; versions named as ``fc_blobs`` names them), ``hidden`` =
+  kept only because a surviving checkpoint's ``DeltaChannel`` history walks
+  through it (never listed or returned).
+* ``fc_blobs``: one row per (channel, version), LangGraph's
+  "<counter:032>.<random>" versions shortened to "~<counter>.<random>"
+  (``stored_version``, undone by ``version_of``); ``base`` names the version a
   list delta applies to (NULL for self-contained blobs), so a recursive query
   fetches whole delta chains in one round trip. A delta a later segment covers
   is rewritten to point into it (same value; ``rewrite_blobs``).
@@ -27,7 +30,6 @@ from langgraph.checkpoint.base import get_checkpoint_metadata as checkpoint_meta
 from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
     ALL_KEYS,
     BLOB_COLUMNS,
-    CHECKPOINT_RECORD,
     CHECKPOINT_STORED,
     CREATE_VERSION_TABLE,
     DELETE_CHECKPOINT,
@@ -46,6 +48,8 @@ from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver fi
     page_writes,
     target_writes,
 )
+from fastcheckpoint._storage import long_version as version_of  # noqa: F401 - how these tables name versions
+from fastcheckpoint._storage import short_version as stored_version  # noqa: F401 - (see _sql.stored_version)
 from fastcheckpoint.errors import ConfigError
 
 __all__ = ["checkpoint_metadata"]  # metadata as upstream SqliteSaver stores it
@@ -60,6 +64,17 @@ def _rebuilt_without_rowid(table: str, definition: str, columns: str) -> list[st
         f"DROP TABLE {table}",
         f"ALTER TABLE {table}_rebuilt RENAME TO {table}",
     ]
+
+
+_WHOLE_VERSION = "'" + "[0-9]" * 32 + ".*'"  # a GLOB pattern: what stored_version shortens
+
+
+def _short_version(column: str) -> str:
+    """``stored_version`` (``_storage.short_version``) as an SQL expression."""
+    return f"""CASE WHEN {column} GLOB {_WHOLE_VERSION}
+            THEN '~' || coalesce(nullif(ltrim(substr({column}, 1, 32), '0'), ''), '0') || substr({column}, 33)
+        WHEN {column} GLOB '~*' THEN '~' || {column}
+        ELSE {column} END"""
 
 
 # Each entry moves the schema from version i to i + 1. Never edit a released
@@ -144,8 +159,31 @@ MIGRATIONS: list[list[str]] = [
             "thread_id, checkpoint_ns, channel, version, type, blob, base",
         ),
     ],
+    # 4: versions shortened where the tables name them (``stored_version``):
+    # LangGraph's 32-digit counters are mostly zeros, and a list version is
+    # named up to three times (its key, the next delta's base, ``channels``).
+    # Checkpoint records are stored slim from here on (``SLIM_RECORDS``). A
+    # process of an earlier release that still has the file open would name
+    # versions whole, and read slim records as checkpoints without versions:
+    # the record column is renamed, so that its every read and write of a
+    # checkpoint fails instead.
+    [
+        f"UPDATE fc_blobs SET version = {_short_version('version')}, base = {_short_version('base')}",
+        f"""UPDATE fc_checkpoints SET channels = (
+            SELECT json_group_object(j.key, CASE WHEN j.type = 'text' THEN {_short_version("j.value")} ELSE j.value END)
+            FROM json_each(fc_checkpoints.channels) j)""",
+        # Renamed, so that an earlier release's statements fail on this file.
+        "ALTER TABLE fc_checkpoints RENAME COLUMN checkpoint TO record",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# Checkpoint records are stored slim (``_storage.dump_record``): from schema 4
+# on, no earlier release reads this file.
+SLIM_RECORDS = True
+# A checkpoint record, for the values it holds inline (a DeltaChannel seed).
+CHECKPOINT_RECORD = (
+    "SELECT type, record FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+)
 
 # Guards a migration step: if another process got there first this finds no
 # row and the whole step is rolled back.
@@ -154,7 +192,7 @@ CHECK_VERSION = "SELECT 1 WHERE ? = (SELECT coalesce(max(version), 0) FROM fc_sc
 # -- writing -------------------------------------------------------------------
 
 INSERT_CHECKPOINT = """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
-    parent_checkpoint_id, type, checkpoint, metadata, channels, created_at, hidden)
+    parent_checkpoint_id, type, record, metadata, channels, created_at, hidden)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"""
 # A (channel, version) names one value: an existing row is kept, never replaced
 # (replacing could turn a delta's base into a delta of its own successor).
@@ -187,7 +225,7 @@ INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?
 
 _TARGET = """coalesce(?3, (SELECT max(checkpoint_id) FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0))"""
-GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels
+GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, record, metadata, channels
     FROM fc_checkpoints WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = target_writes(_TARGET)
 # Upstream SqliteSaver leaves pre-v4 pending sends where they are (see postgres._schema).
@@ -240,7 +278,7 @@ def list_queries(where: str) -> tuple[str, str, str, None]:
     """Checkpoints, their blob chains and their writes for one page (no parents'
     sends: ``PARENT_SENDS``); the page
     is ``SELECT ... {where} ORDER BY checkpoint_id DESC ... LIMIT ?``."""
-    page = f"""SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata,
+    page = f"""SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata,
         channels FROM fc_checkpoints {where}
         ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"""
     blobs = chain_query(
@@ -281,8 +319,8 @@ GC_BLOBS = (
 )
 # ?1 source, ?2 target, ?3 now (a copy is a write to the new thread).
 COPY_CHECKPOINTS = """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
-        parent_checkpoint_id, type, checkpoint, metadata, channels, hidden, created_at)
-    SELECT ?2, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata, channels, hidden, ?3
+        parent_checkpoint_id, type, record, metadata, channels, hidden, created_at)
+    SELECT ?2, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata, channels, hidden, ?3
     FROM fc_checkpoints WHERE thread_id = ?1"""
 COPY_THREAD_ROWS = [
     """INSERT OR REPLACE INTO fc_blobs SELECT ?2, checkpoint_ns, channel, version, type, blob, base
@@ -298,7 +336,7 @@ THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
 # Per thread: visible checkpoints, last write, bytes stored (checkpoint rows, blobs, writes).
 THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0)
     FROM (SELECT thread_id, sum(1 - hidden) AS n, max(created_at) AS updated,
-            sum(length(checkpoint) + length(metadata) + length(channels)) AS bytes
+            sum(length(record) + length(metadata) + length(channels)) AS bytes
           FROM fc_checkpoints GROUP BY thread_id) c
     LEFT JOIN (SELECT thread_id, sum(length(blob)) AS bytes FROM fc_blobs GROUP BY thread_id) b
         ON b.thread_id = c.thread_id
@@ -306,6 +344,6 @@ THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes
         ON w.thread_id = c.thread_id"""
 # Everything stored for one thread (hidden checkpoints included), for
 # inspection, verification and copying between databases.
-THREAD_ROWS = """SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata,
+THREAD_ROWS = """SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata,
     channels, hidden, created_at FROM fc_checkpoints WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id"""
 TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
