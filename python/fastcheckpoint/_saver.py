@@ -65,6 +65,9 @@ from fastcheckpoint._storage import (
 from fastcheckpoint.errors import CheckpointError, MissingRowError
 from fastcheckpoint.serde import RustSerializer
 
+# JSON without the spaces json.dumps puts after separators (made once: json.dumps
+# builds an encoder per call for any non-default argument).
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 # Checkpoints fetched per round trip when listing.
 LIST_PAGE = 64
 # Threads whose newest checkpoint id a saver remembers (forgetting one only
@@ -216,7 +219,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         """``channels`` as a row stores it (JSON; numbers stay numbers)."""
         stored_version = self.sql.stored_version
         named = {ch: stored_version(v) if isinstance(v, str) else v for ch, v in channels.items()}
-        return json.dumps(named, separators=(",", ":"))
+        return _COMPACT_JSON.encode(named)
 
     def _get_tuple_op(self, config: RunnableConfig) -> Op[CheckpointTuple | None]:
         sql = self.sql

@@ -51,6 +51,7 @@ _SHORT = "~"
 _COUNTER = 32
 
 
+@functools.lru_cache(maxsize=1 << 14)  # a put names a version again as the next delta's base
 def short_version(version: str | int | float) -> str:
     """How a table that shortens versions names ``version`` (see ``long_version``)."""
     v = str(version)
