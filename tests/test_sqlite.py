@@ -452,6 +452,24 @@ def test_a_schema_3_file_has_its_versions_shortened_and_reads_the_same(tmp_path)
         goes_on_with_deltas(saver, len(before))
 
 
+def test_int_and_float_versions_keep_their_own_names(tmp_path) -> None:
+    """Versions 1 and 1.0 are distinct (LangGraph allows int, float and str
+    versions): each blob is found under its own, whichever was named first."""
+    assert [_schema.stored_version(v) for v in (1, 1.0, "1", 1, 1.0)] == ["1", "1.0", "1", "1", "1.0"]
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "v.db")) as saver:
+        for thread, version in (("int", 1), ("float", 1.0), ("str", "1")):
+            c = empty_checkpoint()
+            c["channel_values"] = {"v": [thread] * 5}
+            c["channel_versions"] = {"v": version}
+            saver.put(cfg(thread), c, {}, {"v": version})
+        for thread, version in (("int", 1), ("float", 1.0), ("str", "1")):
+            got = saver.get_tuple(cfg(thread)).checkpoint
+            assert got["channel_values"] == {"v": [thread] * 5}
+            assert got["channel_versions"] == {"v": version} and type(got["channel_versions"]["v"]) is type(version)
+
+
 @given(
     st.one_of(
         st.text(st.characters(codec="utf-8", exclude_characters="\x00")),

@@ -446,7 +446,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
     ) -> tuple[Any, ...]:
         """The ``fc_checkpoints`` row a put stores: ``record`` is the
         checkpoint without its ``channel_values`` (the values blobs cannot
-        hold go back into it), stored slim beside its ``channels``."""
+        hold go back into it), stored beside its ``channels`` (slim where the
+        dialect's ``SLIM_RECORDS``)."""
         channels = inline_values(record, values, reput)
         return (
             *key,

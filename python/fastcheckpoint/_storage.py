@@ -51,7 +51,9 @@ _SHORT = "~"
 _COUNTER = 32
 
 
-@functools.lru_cache(maxsize=1 << 14)  # a put names a version again as the next delta's base
+# Cached: a put names a version again as the next delta's base (typed: 1 and
+# 1.0 are distinct versions, named "1" and "1.0").
+@functools.lru_cache(maxsize=1 << 14, typed=True)
 def short_version(version: str | int | float) -> str:
     """How a table that shortens versions names ``version`` (see ``long_version``)."""
     v = str(version)
