@@ -455,9 +455,9 @@ def test_a_schema_3_file_has_its_versions_shortened_and_reads_the_same(tmp_path)
 def test_int_and_float_versions_keep_their_own_names(tmp_path) -> None:
     """Versions 1 and 1.0 are distinct (LangGraph allows int, float and str
     versions): each blob is found under its own, whichever was named first."""
-    assert [_schema.stored_version(v) for v in (1, 1.0, "1", 1, 1.0)] == ["1", "1.0", "1", "1", "1.0"]
     from langgraph.checkpoint.base import empty_checkpoint
 
+    assert [_schema.stored_version(v) for v in (1, 1.0, "1", 1, 1.0)] == ["1", "1.0", "1", "1", "1.0"]
     with SqliteSaver.from_conn_string(str(tmp_path / "v.db")) as saver:
         for thread, version in (("int", 1), ("float", 1.0), ("str", "1")):
             c = empty_checkpoint()
