@@ -386,7 +386,7 @@ def as_released(made: Path, old: Path, schema: int) -> None:
         f"SELECT {columns.format('record')}, hidden, created_at FROM fc_checkpoints"
     ):
         channels = {ch: long(v) if isinstance(v, str) else v for ch, v in json.loads(stored).items()}
-        record = full_record(loads(serde, (type_, data), str), key[2], channels)
+        record = full_record(loads(serde, (type_, data), str), key[2], lambda channels=channels: channels)
         data = seal(serde.dumps_typed(record)[1])
         row = (*key, parent, ENVELOPE_TYPE, data, metadata, json.dumps(channels), hidden, created)
         into = f"INSERT INTO fc_checkpoints ({columns.format('checkpoint')}, hidden, created_at)"
@@ -522,7 +522,7 @@ def test_records_are_stored_slim_and_whole_records_read_the_same(tmp_path) -> No
         assert INLINE in slim[whole[0]][1].values()
         # Store every record whole, as releases before did.
         for cid, (record, channels) in slim.items():
-            data = seal(saver.serde.dumps_typed(full_record(record, cid, channels))[1])
+            data = seal(saver.serde.dumps_typed(full_record(record, cid, lambda channels=channels: channels))[1])
             saver.conn.execute("UPDATE fc_checkpoints SET record = ? WHERE checkpoint_id = ?", (data, cid))
         saver.conn.commit()
     with SqliteSaver.from_conn_string(db) as saver:

@@ -164,7 +164,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         serde = self.serde
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r}"
         record = loads(serde, (type_, bytes(data)), lambda: where)
-        checkpoint: Checkpoint = full_record(record, checkpoint_id, self._channels(channels))  # type: ignore[assignment]
+        checkpoint: Checkpoint = full_record(record, checkpoint_id, lambda: self._channels(channels))  # type: ignore[assignment]
         values: dict[str, Any] = {}
         for ch, ver in blob_channels(checkpoint):
             key = (thread_id, ns, ch, str(ver))

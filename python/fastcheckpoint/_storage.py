@@ -198,14 +198,17 @@ def slim_record(record: Mapping[str, Any], channels: Mapping[str, Any]) -> dict[
     return slim
 
 
-def full_record(record: Mapping[str, Any], checkpoint_id: str, channels: Mapping[str, Any]) -> dict[str, Any]:
+def full_record(
+    record: Mapping[str, Any], checkpoint_id: str, channels: Callable[[], Mapping[str, Any]]
+) -> dict[str, Any]:
     """A record as ``slim_record`` stored it (or whole, as stored before),
-    given its row's checkpoint id and ``channels``."""
+    given its row's checkpoint id and ``channels()``, called only when the
+    record left its versions out."""
     out = {"v": record["v"]} if "v" in record else {}
     out["id"] = checkpoint_id
     out.update(record)
     if "channel_versions" not in record:
-        out["channel_versions"] = dict(channels)
+        out["channel_versions"] = dict(channels())
     return out
 
 

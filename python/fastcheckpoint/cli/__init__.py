@@ -113,7 +113,7 @@ def cmd_history(db: Database, args: argparse.Namespace) -> int:
         r.checkpoint_id: full_record(
             loads(serde, (r.type, bytes(r.checkpoint)), lambda r=r: f"checkpoint {r.checkpoint_id!r}"),
             r.checkpoint_id,
-            db.saver._channels(r.channels),
+            lambda r=r: db.saver._channels(r.channels),
         )
         for r in every
     }

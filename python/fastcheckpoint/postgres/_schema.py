@@ -152,7 +152,7 @@ INSERT_WRITE = f"INSERT INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?,
 # first one (a max() aggregate over the thread reads all of its rows).
 _TARGET = """coalesce(?3::text, (SELECT checkpoint_id FROM fc_checkpoints
     WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0 ORDER BY checkpoint_id DESC LIMIT 1))"""
-GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata::text, channels
+GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata::text, channels::text
     FROM fc_checkpoints WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
 GET_WRITES = target_writes(_TARGET)
 # A checkpoint of format v < 4 keeps its pending Sends as its parent's writes to
