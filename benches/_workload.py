@@ -12,8 +12,13 @@ from langgraph.checkpoint.base import empty_checkpoint
 # its text compresses ~30x where real text compresses ~3x, which flatters sizes.
 REPEATED_TEXT = "chat-agent workload (repeated-phrase text, compresses ~30x: flatters sizes)"
 
+# The thread every bench writes, named as the LangGraph Agent Server names threads (a
+# UUID): each row's key holds it, so a one-letter name would flatter every size.
+THREAD = "5f0c6f3e-2b8a-4d1e-9c47-a1e3b2d4c6f8"
+CONFIG = {"configurable": {"thread_id": THREAD}}
 
-def thread_checkpoints(saver: Any, messages: Iterable[Any], thread: str = "t") -> Iterator[tuple]:
+
+def thread_checkpoints(saver: Any, messages: Iterable[Any], thread: str = THREAD) -> Iterator[tuple]:
     """``(config, checkpoint, metadata, new_versions)`` per message, as ``put`` takes them."""
     msgs: list = []
     parent = version = None

@@ -11,6 +11,7 @@ Run: .venv/bin/python -m pytest benches/test_bench_long_thread.py -s
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import time
@@ -20,7 +21,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
 from benches._timing import fmt, settle, tail, timeit
-from benches._workload import thread_checkpoints
+from benches._workload import CONFIG, thread_checkpoints
 from fastcheckpoint._native import seal
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
@@ -49,10 +50,13 @@ def grow(saver, path: Path, turns: int) -> dict[int, dict[str, float]]:
         msgs = args[1]["channel_values"]["messages"]
         if t + 1 in MARKS:
             p50, p95 = tail(times)
-            get = timeit(lambda: saver.get_tuple({"configurable": {"thread_id": "t"}}), repeat=5, warmup=1)
+            get = timeit(lambda: saver.get_tuple(CONFIG), repeat=5, warmup=1)
             # The codec's own decode of the same messages, stored as one msgpack value.
             typed = CODEC.dumps_typed(msgs)
             decode = timeit(lambda typed=typed: CODEC.loads_typed(typed), repeat=5, warmup=1)
+            # The least any read handing out new objects must spend: copying each message
+            # (one level deep, its strings shared).
+            copying = timeit(lambda msgs=msgs: [copy.copy(m) for m in msgs], repeat=5, warmup=1)
             saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file, not a transient WAL
             out[t + 1] = {
                 "bytes": db_bytes(path),
@@ -61,8 +65,9 @@ def grow(saver, path: Path, turns: int) -> dict[int, dict[str, float]]:
                 "p95": p95,
                 "get": get["median"],
                 "decode": decode["median"],
+                "copy": copying["median"],
             }
-    assert saver.get_tuple({"configurable": {"thread_id": "t"}}).checkpoint["channel_values"]["messages"] == msgs
+    assert saver.get_tuple(CONFIG).checkpoint["channel_values"]["messages"] == msgs
     return out
 
 
@@ -83,7 +88,7 @@ def test_long_thread_storage_and_costs(tmp_path) -> None:
     )
     print(
         f"{'turns':>6} {'saver':16} {'DB / raw text':>14} {'DB MB':>9} {'put p50':>10} {'put p95':>10}"
-        f" {'get_tuple':>10} {'/ decode':>9}"
+        f" {'get_tuple':>10} {'/ decode':>9} {'copy':>10}"
     )
     for turns in MARKS:
         for name, marks in runs.items():
@@ -92,10 +97,12 @@ def test_long_thread_storage_and_costs(tmp_path) -> None:
                 print(
                     f"{turns:>6} {name:16} {r['bytes'] / r['raw']:>14.2f} {r['bytes'] / 1e6:>9.2f} "
                     f"{fmt(r['p50']):>10} {fmt(r['p95']):>10} {fmt(r['get']):>10} {r['get'] / r['decode']:>8.2f}x"
+                    f" {fmt(r['copy']):>10}"
                 )
     floor = len(seal(text)) / raw_text_bytes([m for t in range(MARKS[-1]) for m in turn_messages(t)])
     print(f"floor (the text compressed once): {floor:.2f}x the raw text")
     print("/ decode: get_tuple over RustSerializer's decode of the same messages as one value")
+    print("copy: copy.copy of each of those messages, the least a read handing out new objects spends")
 
 
 def read_then_put(saver, turns: int = 200, steps: int = 40) -> tuple[float, float]:
@@ -104,7 +111,7 @@ def read_then_put(saver, turns: int = 200, steps: int = 40) -> tuple[float, floa
     put meets objects the read just made, none it encoded itself."""
     for args in thread_checkpoints(saver, (m for t in range(turns) for m in turn_messages(t))):
         saver.put(*args)
-    cfg = {"configurable": {"thread_id": "t"}}
+    cfg = CONFIG
     times = []
     settle()
     for step in range(steps):

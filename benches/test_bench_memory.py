@@ -11,6 +11,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver as UpstreamSaver
 
 from benches._timing import settle, table, timeit
+from benches._workload import CONFIG, THREAD
 from fastcheckpoint.memory import InMemorySaver
 from tests.graphs import react_turn_messages
 
@@ -18,7 +19,7 @@ from tests.graphs import react_turn_messages
 def put_cost(saver, history_len: int, samples: int = 40) -> tuple[float, float, object]:
     """Median/p99 of one put appending one message to a history of `history_len`."""
     msgs = [m for t in range(history_len // 4 + samples) for m in react_turn_messages(t)]
-    thread = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    thread = {"configurable": {"thread_id": THREAD, "checkpoint_ns": ""}}
     version = None
     parent = None
     cursor = history_len
@@ -41,7 +42,7 @@ def put_cost(saver, history_len: int, samples: int = 40) -> tuple[float, float, 
         one_put()
         times.append(time.perf_counter() - t)
     times.sort()
-    last = saver.get_tuple({"configurable": {"thread_id": "t"}})
+    last = saver.get_tuple(CONFIG)
     return times[len(times) // 2], times[int(len(times) * 0.95)], last
 
 
@@ -56,7 +57,7 @@ def test_inmemory_put_and_get() -> None:
     up, ours = UpstreamSaver(), InMemorySaver()
     put_cost(up, 800, samples=5)
     put_cost(ours, 800, samples=5)
-    cfg = {"configurable": {"thread_id": "t"}}
+    cfg = CONFIG
     rows.append(
         (
             "get_tuple latest, 800 msgs",

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from benches._timing import fmt, table, tail
-from benches._workload import REPEATED_TEXT
+from benches._workload import CONFIG, REPEATED_TEXT
 from benches.test_bench_sqlite import async_rate, best_of, chat_puts
 from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.postgres.aio import AsyncPostgresSaver
@@ -46,7 +46,7 @@ def test_postgres_chat_workload() -> None:
                 with database(server) as uri, cls.from_conn_string(uri) as saver:
                     saver.setup()
                     times = chat_puts(saver, turns)
-                    cfg = {"configurable": {"thread_id": "t"}}
+                    cfg = CONFIG
                     latest = saver.get_tuple(cfg)
                     get = best_of(lambda s=saver, c=cfg: s.get_tuple(c))
                     listed = best_of(lambda s=saver, c=cfg: list(s.list(c)), n=1)

@@ -17,6 +17,7 @@ from langgraph.checkpoint.memory import InMemorySaver as UpstreamMemory
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from langgraph.graph import MessagesState, StateGraph
 
+from benches._workload import CONFIG
 from benches.test_bench_long_thread import db_bytes
 from fastcheckpoint.demo import react_graph
 from fastcheckpoint.sqlite import SqliteSaver
@@ -71,7 +72,7 @@ def record(turns: int) -> tuple[list, dict[int, int]]:
     """The calls a run of ``turns`` turns makes, and after which call each mark ends."""
     saver = Recorder()
     app = agent_graph().compile(checkpointer=saver)
-    cfg = {"configurable": {"thread_id": "t"}}
+    cfg = CONFIG
     ends = {}
     for t in range(turns):
         app.invoke({"messages": [turn_messages(t)[0]]}, cfg)
@@ -104,7 +105,7 @@ def test_recorded_graph_run(tmp_path) -> None:
         path = tmp_path / f"{name}.db"
         with cls.from_conn_string(str(path)) as saver:
             sizes[name] = replay(saver, calls, path, ends)
-            latest = saver.get_tuple({"configurable": {"thread_id": "t"}})
+            latest = saver.get_tuple(CONFIG)
             assert len(latest.checkpoint["channel_values"]["messages"]) == 4 * MARKS[-1]
     puts = sum(kind == "put" for kind, _ in calls)
     print(

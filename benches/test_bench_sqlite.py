@@ -22,7 +22,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSql
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from benches._timing import fmt, settle, table, tail, timeit
-from benches._workload import REPEATED_TEXT, thread_checkpoints
+from benches._workload import CONFIG, REPEATED_TEXT, THREAD, thread_checkpoints
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
 from tests.graphs import react_turn_messages
@@ -34,13 +34,13 @@ def db_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.parent.iterdir() if f.name.startswith(path.name))
 
 
-def chat_checkpoints(saver, turns: int, thread: str = "t"):
+def chat_checkpoints(saver, turns: int, thread: str = THREAD):
     """The workload's puts, one per message: ``(config, checkpoint, metadata, new_versions)``,
     each checkpoint the child of the one before."""
     return thread_checkpoints(saver, (m for t in range(turns) for m in react_turn_messages(t)), thread)
 
 
-def chat_puts(saver, turns: int, thread: str = "t") -> list[float]:
+def chat_puts(saver, turns: int, thread: str = THREAD) -> list[float]:
     """Puts the workload's checkpoints; returns each put's seconds."""
     times = []
     settle()
@@ -65,7 +65,7 @@ def test_sqlite_chat_workload(tmp_path) -> None:
             path = tmp_path / f"{name}-{turns}.db"
             with cls.from_conn_string(str(path)) as saver:
                 times = chat_puts(saver, turns)
-                cfg = {"configurable": {"thread_id": "t"}}
+                cfg = CONFIG
                 latest = saver.get_tuple(cfg)
                 get = best_of(lambda s=saver, c=cfg: s.get_tuple(c))
                 listed = best_of(lambda s=saver, c=cfg: list(s.list(c)), n=1)
@@ -160,7 +160,7 @@ def agent_graph() -> StateGraph:
 
 def turn_time(saver, turns: int) -> float:
     app = agent_graph().compile(checkpointer=saver)
-    cfg = {"configurable": {"thread_id": "g"}}
+    cfg = CONFIG
     for t in range(turns - 5):
         app.invoke({"messages": [react_turn_messages(t)[0]]}, cfg)
     samples = []
@@ -220,7 +220,7 @@ def call_costs(saver, turns: int, n: int = 5) -> list[tuple[str, float]]:
     for t in range(turns, turns + n):
         rank.clear()
         msg = HumanMessage(react_turn_messages(t)[0].content, id=f"h{t}")
-        app.invoke({"messages": [msg]}, {"configurable": {"thread_id": "g"}})
+        app.invoke({"messages": [msg]}, CONFIG)
     return [(f"{name} {i + 1}", statistics.median(times)) for (name, i), times in sorted(log.items())]
 
 
@@ -249,7 +249,7 @@ def distinct_text_graph() -> tuple[StateGraph, Callable[[int], HumanMessage]]:
 
 def test_sqlite_saver_per_turn(tmp_path) -> None:
     turns = 100
-    cfg = {"configurable": {"thread_id": "t"}}
+    cfg = CONFIG
     graph, human = distinct_text_graph()
     results = {}
     for name, cls, per_turn in (

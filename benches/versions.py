@@ -19,7 +19,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
 from benches._timing import settle, tail, timeit
-from benches._workload import thread_checkpoints
+from benches._workload import CONFIG, thread_checkpoints
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
@@ -66,7 +66,7 @@ def measure() -> dict[str, object]:
         for name, cls in (("upstream", UpstreamSqlite), ("ours", SqliteSaver)):
             with cls.from_conn_string(str(Path(tmp) / f"{name}.db")) as saver:
                 times = thread_puts(saver, messages)
-                cfg = {"configurable": {"thread_id": "t"}}
+                cfg = CONFIG
                 get = timeit(lambda s=saver, c=cfg: s.get_tuple(c), repeat=20)["median"]
                 latest = saver.get_tuple(cfg).checkpoint["channel_values"]["messages"]
             got[name] = (tail(times, SAMPLES), get, latest)

@@ -8,14 +8,14 @@ from typing import Any
 
 import psycopg
 
-from benches._workload import thread_checkpoints
+from benches._workload import THREAD, thread_checkpoints
 from fastcheckpoint._native import blob_info, seal
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.serde import RustSerializer
 from tests.text import turn_messages
 
-CONFIG: dict[str, Any] = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+CONFIG: dict[str, Any] = {"configurable": {"thread_id": THREAD, "checkpoint_ns": ""}}
 
 
 def message_blobs(saver, request) -> list[bytes]:
