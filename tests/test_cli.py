@@ -20,7 +20,10 @@ from langgraph.types import Command
 
 from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.sqlite import SqliteSaver
+from tests import THREAD_IS
 from tests.graphs import approval_graph, chat_graph, delta_graph
+
+USER_0, USER_1, USER_2 = (THREAD_IS.format(repr(f"user-{i}")) for i in range(3))
 
 
 def fc(*args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
@@ -240,17 +243,17 @@ def test_clear_errors(tmp_path: Path, our_file: Path, upstream_file: Path):
 def _corrupt(path: Path) -> None:
     db = sqlite3.connect(path)
     blob = db.execute(
-        "SELECT version, blob FROM fc_blobs WHERE thread_id = 'user-1' AND channel = 'messages' AND base IS NULL"
+        f"SELECT version, blob FROM fc_blobs WHERE {USER_1} AND channel = 'messages' AND base IS NULL"
     ).fetchone()
     flipped = bytearray(blob[1])
     flipped[len(flipped) // 2] ^= 0x10
     db.execute(
-        "UPDATE fc_blobs SET blob = ? WHERE thread_id = 'user-1' AND channel = 'messages' AND version = ?",
+        f"UPDATE fc_blobs SET blob = ? WHERE {USER_1} AND channel = 'messages' AND version = ?",
         (bytes(flipped), blob[0]),
     )
-    row = db.execute("SELECT checkpoint_id, record FROM fc_checkpoints WHERE thread_id = 'user-2' LIMIT 1").fetchone()
+    row = db.execute(f"SELECT checkpoint_id, record FROM fc_checkpoints WHERE {USER_2} LIMIT 1").fetchone()
     db.execute(
-        "UPDATE fc_checkpoints SET record = ? WHERE thread_id = 'user-2' AND checkpoint_id = ?",
+        f"UPDATE fc_checkpoints SET record = ? WHERE {USER_2} AND checkpoint_id = ?",
         (bytes(row[1])[:5], row[0]),
     )
     db.commit()
@@ -301,9 +304,9 @@ def test_verify_reports_refused_types_without_failing_the_thread(tmp_path: Path)
 def test_verify_reports_a_broken_delta_chain(our_file: Path):
     db = sqlite3.connect(our_file)
     base = db.execute(
-        "SELECT base FROM fc_blobs WHERE thread_id = 'user-0' AND base IS NOT NULL ORDER BY version DESC"
+        f"SELECT base FROM fc_blobs WHERE {USER_0} AND base IS NOT NULL ORDER BY version DESC"
     ).fetchone()[0]
-    db.execute("DELETE FROM fc_blobs WHERE thread_id = 'user-0' AND channel = 'messages' AND version = ?", (base,))
+    db.execute(f"DELETE FROM fc_blobs WHERE {USER_0} AND channel = 'messages' AND version = ?", (base,))
     db.commit()
     report = json.loads(fc("verify", our_file, "--json", check=1).stdout)
     assert any("incomplete chain" in d.get("error", "") for d in report["damage"])

@@ -145,9 +145,9 @@ def test_io_faults_are_typed_errors_and_writes_resume(tmp_path, syscall, errno, 
 PAYLOADS = [("fc_checkpoints", "record"), ("fc_blobs", "blob"), ("fc_writes", "value")]
 # Each table's primary key (the tables are WITHOUT ROWID).
 KEYS = {
-    "fc_checkpoints": "thread_id, checkpoint_ns, checkpoint_id",
-    "fc_blobs": "thread_id, checkpoint_ns, channel, version",
-    "fc_writes": "thread_id, checkpoint_ns, checkpoint_id, task_id, idx",
+    "fc_checkpoints": "thread, checkpoint_ns, checkpoint_id",
+    "fc_blobs": "thread, checkpoint_ns, channel, version",
+    "fc_writes": "thread, checkpoint_ns, checkpoint_id, task_id, idx",
 }
 
 
@@ -176,10 +176,13 @@ def test_random_flips_and_truncations_are_detected(tmp_path, capsys) -> None:
         approval.invoke({"request": "deploy", "log": []}, cfg("approval"))  # paused at interrupt()
         originals = {t: snapshot(saver, t) for t in ("chat", "approval")}
     raw = sqlite3.connect(db)
+    name = "(SELECT name FROM fc_threads WHERE id = thread)"
     rows = [
-        (table, column, key, key[0], bytes(value))
+        (table, column, key, thread, bytes(value))
         for table, column in PAYLOADS
-        for *key, value in raw.execute(f"SELECT {KEYS[table]}, {column} FROM {table} WHERE length({column}) > 0")
+        for thread, *key, value in raw.execute(
+            f"SELECT {name}, {KEYS[table]}, {column} FROM {table} WHERE length({column}) > 0"
+        )
     ]
     rng = random.Random(7)
     for loop in range(FLIP_LOOPS):

@@ -18,7 +18,7 @@ from langgraph.types import Command
 from fastcheckpoint._native import sqlite_library
 from fastcheckpoint.errors import ConfigError, CorruptDataError, DatabaseLockedError
 from fastcheckpoint.sqlite import SqliteSaver, _schema
-from tests import graphs
+from tests import THREAD_IS, graphs
 from tests.worker import check_hammered, expected_steps, hammer_all, loop_graph, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def test_user_connection_and_saver_share_the_file(tmp_path) -> None:
     for i in range(5):
         app.invoke({"messages": [HumanMessage(f"m{i}")]}, cfg("t"))
         # The caller's own connection sees our rows and can keep using the file.
-        n = conn.execute("SELECT count(*) FROM fc_checkpoints WHERE thread_id = 't'").fetchone()[0]
+        n = conn.execute("SELECT count(*) FROM fc_checkpoints WHERE {}".format(THREAD_IS.format("'t'"))).fetchone()[0]
         assert n == 3 * (i + 1)
         conn.execute("CREATE TABLE IF NOT EXISTS app_data (x)")
         conn.execute("INSERT INTO app_data VALUES (?)", (i,))
@@ -321,7 +321,7 @@ def test_a_saver_per_turn_stores_deltas(tmp_path) -> None:
 
     def blobs(thread: str) -> list[tuple[str, str | None]]:
         # Versions as stored are shortened (_schema.stored_version): ordered by their counters.
-        q = "SELECT version, base FROM fc_blobs WHERE thread_id = ? AND channel = 'messages'"
+        q = f"SELECT version, base FROM fc_blobs WHERE {THREAD_IS.format('?')} AND channel = 'messages'"
         return sorted(raw.execute(q, (thread,)).fetchall(), key=lambda r: _schema.version_of(r[0]))
 
     graphs.a_saver_per_turn_stores_deltas(lambda: SqliteSaver.from_conn_string(db), blobs)
@@ -350,7 +350,7 @@ def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
             cp["channel_versions"] = {"messages": version}
             config = {"configurable": {"thread_id": thread, "checkpoint_ns": "", "checkpoint_id": heads.get(thread)}}
             heads[thread] = saver.put(config, cp, {}, {"messages": version})["configurable"]["checkpoint_id"]
-            q = "SELECT base FROM fc_blobs WHERE thread_id = ? AND version = ?"
+            q = f"SELECT base FROM fc_blobs WHERE {THREAD_IS.format('?')} AND version = ?"
             return raw.execute(q, (thread, version)).fetchone()[0]
 
         for t in range(12):
@@ -371,7 +371,7 @@ def test_the_writer_remembers_the_channels_used_most_recently(tmp_path) -> None:
 def as_released(made: Path, old: Path, schema: int) -> None:
     """Writes ``old``: the rows of ``made`` (a file of this release) as a
     release at ``schema`` (2 or 3) stored them, whole versions and whole
-    checkpoint records."""
+    checkpoint records, each row naming its thread."""
     from fastcheckpoint._native import ENVELOPE_TYPE, seal
     from fastcheckpoint._storage import full_record, loads
     from fastcheckpoint.serde import RustSerializer
@@ -382,8 +382,9 @@ def as_released(made: Path, old: Path, schema: int) -> None:
         raw.execute(stmt)
     raw.executemany(_schema.SET_VERSION, [(v,) for v in range(1, schema + 1)])
     columns = "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, {}, metadata, channels"
+    name = "(SELECT name FROM fc_threads WHERE id = thread)"
     for *key, parent, type_, data, metadata, stored, hidden, created in src.execute(
-        f"SELECT {columns.format('record')}, hidden, created_at FROM fc_checkpoints"
+        f"SELECT {columns.format('record').replace('thread_id', name)}, hidden, created_at FROM fc_checkpoints"
     ):
         channels = {ch: long(v) if isinstance(v, str) else v for ch, v in json.loads(stored).items()}
         record = full_record(loads(serde, (type_, data), str), key[2], lambda channels=channels: channels)
@@ -391,10 +392,14 @@ def as_released(made: Path, old: Path, schema: int) -> None:
         row = (*key, parent, ENVELOPE_TYPE, data, metadata, json.dumps(channels), hidden, created)
         into = f"INSERT INTO fc_checkpoints ({columns.format('checkpoint')}, hidden, created_at)"
         raw.execute(f"{into} VALUES ({', '.join('?' * 10)})", row)
-    for *key, ver, type_, blob, base in src.execute("SELECT * FROM fc_blobs"):
+    blobs = src.execute(f"SELECT {name}, checkpoint_ns, channel, version, type, blob, base FROM fc_blobs")
+    for *key, ver, type_, blob, base in blobs:
         row = (*key, long(ver), type_, blob, base and long(base))
         raw.execute("INSERT INTO fc_blobs VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-    raw.executemany("INSERT INTO fc_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", src.execute("SELECT * FROM fc_writes"))
+    writes = src.execute(
+        f"SELECT {name}, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value FROM fc_writes"
+    )
+    raw.executemany("INSERT INTO fc_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", writes)
     raw.commit()
     raw.close()
     src.close()
@@ -449,6 +454,36 @@ def test_a_schema_3_file_has_its_versions_shortened_and_reads_the_same(tmp_path)
         named = [json.loads(c) for (c,) in saver.conn.execute("SELECT channels FROM fc_checkpoints")]
         assert all(v.startswith("~") for c in named for v in c.values())
         assert sum(len(v) for v, _ in versions) < 0.6 * sum(len(_schema.version_of(v)) for v, _ in versions)
+        goes_on_with_deltas(saver, len(before))
+
+
+def test_a_schema_4_file_has_its_rows_keyed_by_thread_number_and_reads_the_same(tmp_path) -> None:
+    """A file at schema 4 (each row keyed by its thread's name) has its
+    tables rebuilt keyed by the thread's number when opened: every checkpoint
+    reads back as before, every thread keeps its name, and the thread goes on."""
+    made, old = tmp_path / "made.db", tmp_path / "old.db"
+    before = made_chat(made)
+    with SqliteSaver.from_conn_string(str(made)) as saver:
+        saver.copy_thread("chat", "chat-copy")
+    as_released(made, old, 3)
+    raw = sqlite3.connect(old)
+    for stmt in _schema.MIGRATIONS[3]:
+        raw.execute(stmt)
+    raw.execute(_schema.SET_VERSION, (4,))
+    raw.commit()
+    names = {t for (t,) in raw.execute("SELECT thread_id FROM fc_blobs UNION SELECT thread_id FROM fc_writes")}
+    assert names == {"chat", "chat-copy"}
+    raw.close()
+    with SqliteSaver.from_conn_string(str(old)) as saver:
+        assert [comparable(t) for t in saver.list(cfg("chat"))] == before
+        copied = [(t.checkpoint, t.metadata, t.pending_writes) for t in saver.list(cfg("chat-copy"))]
+        assert copied == [(t.checkpoint, t.metadata, t.pending_writes) for t in saver.list(cfg("chat"))]
+        rows = {
+            table: saver.conn.execute(f"SELECT DISTINCT typeof(thread) FROM {table}").fetchall()
+            for table in ("fc_checkpoints", "fc_blobs", "fc_writes")
+        }
+        assert all(r == [("integer",)] for r in rows.values()), rows
+        assert sorted(n for (n,) in saver.conn.execute("SELECT name FROM fc_threads")) == ["chat", "chat-copy"]
         goes_on_with_deltas(saver, len(before))
 
 
@@ -544,6 +579,13 @@ def test_an_earlier_release_cannot_read_or_write_an_upgraded_file(tmp_path) -> N
         """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id,
             type, checkpoint, metadata, channels, created_at, hidden) VALUES ('chat', '', 'z', NULL, 'fc1', x'',
             '{}', '{"messages": "00000000000000000000000000000042.0.123"}', 0, 0)""",
+        # the schema-4 release's, which keyed rows by the thread's name
+        """SELECT checkpoint_id, parent_checkpoint_id, type, record, metadata, channels FROM fc_checkpoints
+            WHERE thread_id = 'chat' AND checkpoint_ns = ''""",
+        """INSERT OR IGNORE INTO fc_blobs (thread_id, checkpoint_ns, channel, version, type, blob, base)
+            VALUES ('chat', '', 'messages', '~42.0.123', 'fc1', x'', NULL)""",
+        """INSERT OR IGNORE INTO fc_writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx,
+            channel, type, value) VALUES ('chat', '', 'z', 't', '', 0, 'messages', 'fc1', x'')""",
     ]
     for stmt in earlier:
         with pytest.raises(sqlite3.OperationalError, match="column"):

@@ -113,17 +113,11 @@ def copy_op(source: Source, saver: StoreSaver, done: set[Key], desc: str, via: A
     return copied
 
 
-# Is any upstream checkpoint (``checkpoints``, beside ours) not in our tables yet?
-_UPSTREAM_NOT_COPIED = """SELECT 1 FROM checkpoints c WHERE NOT EXISTS (SELECT 1 FROM fc_checkpoints f
-    WHERE f.thread_id = c.thread_id AND f.checkpoint_ns = c.checkpoint_ns AND f.checkpoint_id = c.checkpoint_id)
-    LIMIT 1"""
-
-
 def take_over_op(saver: StoreSaver, source: Source) -> Op[int]:
     """A saver's take-over of upstream tables in its own database: copies the
     checkpoints not in ours yet; returns how many. Once everything is copied
     (every later start) this is one indexed query, no key sets loaded."""
-    (missing,) = yield Read([(_UPSTREAM_NOT_COPIED, ())])
+    (missing,) = yield Read([(saver.sql.UPSTREAM_NOT_COPIED, ())])
     if not missing:
         return 0
     done = yield from keys_op(saver)

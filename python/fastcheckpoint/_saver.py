@@ -494,7 +494,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         stored = sql.stored_version
         thread_id, ns = row[0], row[1]
         for attempt in range(2):
-            batch: list[Stmt] = [(sql.INSERT_CHECKPOINT, row, False), *extra]
+            batch: list[Stmt] = [*self._ensure_thread(thread_id), (sql.INSERT_CHECKPOINT, row, False), *extra]
             blob_at: list[int] = []
             rewrites = []
             for ch, ver, type_, data, base, rewrite in encode_channels(
@@ -555,6 +555,11 @@ class StoreSaver(BaseCheckpointSaver[str]):
         yield from self._put_rows_op(row, values, new_versions, extra)
         stored.update((thread_id, ns, ch, str(v)) for ch, v in new_versions.items())
 
+    def _ensure_thread(self, thread_id: str) -> list[Stmt]:
+        """What a transaction storing rows of ``thread_id`` runs first (the
+        dialect's ``ENSURE_THREAD``: its tables may key threads by a number)."""
+        return [(self.sql.ENSURE_THREAD, (thread_id,), False)] if self.sql.ENSURE_THREAD else []
+
     def _put_writes_op(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str
     ) -> Op[None]:
@@ -571,7 +576,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
             for idx, (ch, value) in enumerate(writes)
         ]
         if batch:
-            yield Write(batch)
+            yield Write([*self._ensure_thread(thread_id), *batch])
 
     # -- deleting, copying, pruning -------------------------------------------------------
 
@@ -665,7 +670,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
     def _copy_thread_op(self, source_thread_id: str, target_thread_id: str) -> Op[None]:
         pair = (str(source_thread_id), str(target_thread_id))
         yield Write(
-            [(self.sql.COPY_CHECKPOINTS, (*pair, self.clock()), False)]
+            [*self._ensure_thread(pair[1]), (self.sql.COPY_CHECKPOINTS, (*pair, self.clock()), False)]
             + [(q, pair, False) for q in self.sql.COPY_THREAD_ROWS]
         )
         self._writer.forget(str(target_thread_id))

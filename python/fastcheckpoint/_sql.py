@@ -97,13 +97,24 @@ THREAD_BLOBS = f"SELECT {BLOB_COLUMNS} FROM fc_blobs b WHERE b.thread_id = ?"
 THREAD_WRITES = """SELECT thread_id, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
     FROM fc_writes WHERE thread_id = ?"""
 ALL_KEYS = "SELECT thread_id, checkpoint_ns, checkpoint_id FROM fc_checkpoints"
+# Is any upstream checkpoint (``checkpoints``, beside ours) not in our tables yet?
+UPSTREAM_NOT_COPIED = """SELECT 1 FROM checkpoints c WHERE NOT EXISTS (SELECT 1 FROM fc_checkpoints f
+    WHERE f.thread_id = c.thread_id AND f.checkpoint_ns = c.checkpoint_ns AND f.checkpoint_id = c.checkpoint_id)
+    LIMIT 1"""
+# Run first in a transaction that stores rows of the thread it is given, where
+# a dialect keys threads by a number (None: rows hold the thread's name).
+ENSURE_THREAD: str | None = None
 
 
 # -- builders (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) --------------------
+# ``thread`` names the column that keys rows by thread, ``thread_key`` what it
+# holds for the thread named ?1 (a dialect may key threads by a number).
 
 
-def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS, lateral: bool = False) -> str:
-    """Blob rows of the ``wanted`` (thread, ns, channel, version) tuples plus
+def chain_query(
+    wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS, lateral: bool = False, thread: str = "thread_id"
+) -> str:
+    """Blob rows of the ``wanted`` (thread key, ns, channel, version) tuples plus
     every delta base they need, in one query (``ctes``: extra common table
     expressions ``wanted`` may use). Versions are compared as text: that is
     how ``fc_blobs`` stores them and how delta headers name them.
@@ -113,7 +124,7 @@ def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS, lat
     plain join it hashes a scan of the whole blob table instead, which costs
     the read time in proportion to every thread's rows. ``OFFSET 0`` keeps
     the probe from being flattened back into such a join."""
-    key = "b.thread_id = n.thread_id AND b.checkpoint_ns = n.checkpoint_ns AND b.channel = n.channel"
+    key = f"b.{thread} = n.{thread} AND b.checkpoint_ns = n.checkpoint_ns AND b.channel = n.channel"
     if lateral:
 
         def probe(cols: str, extra: str = "") -> str:
@@ -121,14 +132,14 @@ def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS, lat
             return f"CROSS JOIN LATERAL (SELECT {cols} FROM fc_blobs b WHERE {where} OFFSET 0) b"
 
         bases = probe("b.base", " AND b.base IS NOT NULL")
-        base = f"SELECT n.thread_id, n.checkpoint_ns, n.channel, b.base FROM need n {bases}"
+        base = f"SELECT n.{thread}, n.checkpoint_ns, n.channel, b.base FROM need n {bases}"
         rows = f"SELECT {columns} FROM need n {probe(columns)}"
     else:
-        base = f"""SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
+        base = f"""SELECT b.{thread}, b.checkpoint_ns, b.channel, b.base FROM fc_blobs b JOIN need n
             ON {key} AND b.version = n.version
         WHERE b.base IS NOT NULL"""
         rows = f"SELECT {columns} FROM need n JOIN fc_blobs b ON {key} AND b.version = n.version"
-    return f"""WITH RECURSIVE {ctes}need(thread_id, checkpoint_ns, channel, version) AS (
+    return f"""WITH RECURSIVE {ctes}need({thread}, checkpoint_ns, channel, version) AS (
         {wanted}
         UNION
         {base}
@@ -136,32 +147,33 @@ def chain_query(wanted: str, *, ctes: str = "", columns: str = BLOB_COLUMNS, lat
     {rows}"""
 
 
-def target_writes(target: str) -> str:
+def target_writes(target: str, thread: str = "thread_id", thread_key: str = "?1") -> str:
     """The pending writes of the checkpoint ``target`` selects."""
     return f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
-    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {target}"""
+    WHERE {thread} = {thread_key} AND checkpoint_ns = ?2 AND checkpoint_id = {target}"""
 
 
-def page_writes(page: str) -> str:
-    """The pending writes of every checkpoint of a ``list`` page."""
+def page_writes(page: str, thread: str = "thread_id") -> str:
+    """The pending writes of every checkpoint of a ``list`` page (whose rows
+    name their thread ``thread_id`` and key it by ``thread``)."""
     return f"""WITH page AS ({page})
-        SELECT w.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.type, w.value, w.task_path, w.idx
-        FROM fc_writes w JOIN page p ON w.thread_id = p.thread_id AND w.checkpoint_ns = p.checkpoint_ns
+        SELECT p.thread_id, w.checkpoint_ns, w.checkpoint_id, w.task_id, w.channel, w.type, w.value, w.task_path, w.idx
+        FROM fc_writes w JOIN page p ON w.{thread} = p.{thread} AND w.checkpoint_ns = p.checkpoint_ns
             AND w.checkpoint_id = p.checkpoint_id"""
 
 
-def ancestors(target: str, channels: str) -> str:
+def ancestors(target: str, channels: str, thread: str = "thread_id", thread_key: str = "?1") -> str:
     """The target's ancestors, nearest first, with ``channels`` (their channel
     versions as JSON text). Hidden ones are included: they are kept exactly so
     this walk can pass through them. Depth bounds a corrupt cycle."""
     return f"""WITH RECURSIVE anc(depth, cid) AS (
         SELECT 1, parent_checkpoint_id FROM fc_checkpoints
-        WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {target} AND hidden = 0
+        WHERE {thread} = {thread_key} AND checkpoint_ns = ?2 AND checkpoint_id = {target} AND hidden = 0
         UNION ALL
         SELECT a.depth + 1, c.parent_checkpoint_id FROM anc a JOIN fc_checkpoints c
-            ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+            ON c.{thread} = {thread_key} AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
         WHERE a.depth < 1000000
     )
     SELECT c.checkpoint_id, {channels} FROM anc a JOIN fc_checkpoints c
-        ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
+        ON c.{thread} = {thread_key} AND c.checkpoint_ns = ?2 AND c.checkpoint_id = a.cid
     ORDER BY a.depth"""

@@ -16,6 +16,10 @@ upstream's ``checkpoints`` / ``writes`` (which ``_upstream`` migrates from).
   fetches whole delta chains in one round trip. A delta a later segment covers
   is rewritten to point into it (same value; ``rewrite_blobs``).
 * ``fc_writes``: pending writes, as upstream.
+* ``fc_threads``: each thread's name and the number its rows are keyed by
+  (``thread``): every row's key holds it, and a thread name is typically a
+  36-character UUID. Statements take and return names: ``_THREAD`` turns
+  the name bound for ``?`` into its number.
 """
 
 from __future__ import annotations
@@ -28,20 +32,9 @@ from typing import Any
 from langgraph.checkpoint.base import get_checkpoint_metadata as checkpoint_metadata
 
 from fastcheckpoint._sql import (  # noqa: F401 - statements the shared saver finds here by name
-    ALL_KEYS,
-    BLOB_COLUMNS,
-    CHECKPOINT_STORED,
     CREATE_VERSION_TABLE,
-    DELETE_CHECKPOINT,
-    DELETE_THREAD,
-    EXPIRED_THREADS,
     GET_VERSION,
-    HIDE_CHECKPOINT,
     SET_VERSION,
-    THREAD_BLOB_TYPES,
-    THREAD_BLOBS,
-    THREAD_WRITES,
-    WRITE_COLUMNS,
     Rewrite,
     ancestors,
     chain_query,
@@ -61,6 +54,19 @@ def _rebuilt_without_rowid(table: str, definition: str, columns: str) -> list[st
     return [
         f"CREATE TABLE {table}_rebuilt ({definition}) WITHOUT ROWID",
         f"INSERT INTO {table}_rebuilt ({columns}) SELECT {columns} FROM {table}",
+        f"DROP TABLE {table}",
+        f"ALTER TABLE {table}_rebuilt RENAME TO {table}",
+    ]
+
+
+def _keyed_by_number(table: str, definition: str, columns: str, options: str) -> list[str]:
+    """Statements that rebuild ``table`` with ``thread`` (its number in
+    ``fc_threads``) in place of ``thread_id``, the other ``columns`` as they were."""
+    copied = ", ".join(f"r.{c.strip()}" for c in columns.split(","))
+    return [
+        f"CREATE TABLE {table}_rebuilt (thread INTEGER NOT NULL, {definition}) {options}",
+        f"""INSERT INTO {table}_rebuilt (thread, {columns}) SELECT t.id, {copied}
+            FROM {table} r JOIN fc_threads t ON t.name = r.thread_id""",
         f"DROP TABLE {table}",
         f"ALTER TABLE {table}_rebuilt RENAME TO {table}",
     ]
@@ -175,14 +181,71 @@ MIGRATIONS: list[list[str]] = [
         # Renamed, so that an earlier release's statements fail on this file.
         "ALTER TABLE fc_checkpoints RENAME COLUMN checkpoint TO record",
     ],
+    # 5: rows keyed by a number per thread (``fc_threads``) instead of its name,
+    # which every key repeats (a UUID of the Agent Server: 36 bytes, ~0.13x the
+    # text of a long thread, ~15% of a recorded graph's file). The column
+    # ``thread_id`` is gone, so an earlier release's statements fail here.
+    [
+        "CREATE TABLE fc_threads (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+        """INSERT INTO fc_threads (name) SELECT thread_id FROM fc_checkpoints
+            UNION SELECT thread_id FROM fc_blobs UNION SELECT thread_id FROM fc_writes""",
+        *_keyed_by_number(
+            "fc_checkpoints",
+            """checkpoint_ns TEXT NOT NULL DEFAULT '',
+            checkpoint_id TEXT NOT NULL,
+            parent_checkpoint_id TEXT,
+            type TEXT NOT NULL,
+            record BLOB NOT NULL,
+            metadata TEXT NOT NULL,
+            channels TEXT NOT NULL,
+            hidden INTEGER NOT NULL DEFAULT 0,
+            created_at REAL,
+            PRIMARY KEY (thread, checkpoint_ns, checkpoint_id)""",
+            "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata, channels, hidden, created_at",
+            "WITHOUT ROWID",
+        ),
+        *_keyed_by_number(
+            "fc_blobs",
+            """checkpoint_ns TEXT NOT NULL DEFAULT '',
+            channel TEXT NOT NULL,
+            version TEXT NOT NULL,
+            type TEXT NOT NULL,
+            blob BLOB,
+            base TEXT,
+            PRIMARY KEY (thread, checkpoint_ns, channel, version)""",
+            "checkpoint_ns, channel, version, type, blob, base",
+            "WITHOUT ROWID",
+        ),
+        *_keyed_by_number(
+            "fc_writes",
+            """checkpoint_ns TEXT NOT NULL DEFAULT '',
+            checkpoint_id TEXT NOT NULL,
+            task_id TEXT NOT NULL,
+            task_path TEXT NOT NULL DEFAULT '',
+            idx INTEGER NOT NULL,
+            channel TEXT NOT NULL,
+            type TEXT,
+            value BLOB,
+            PRIMARY KEY (thread, checkpoint_ns, checkpoint_id, task_id, idx)""",
+            "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value",
+            "",
+        ),
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # Checkpoint records are stored slim (``_storage.dump_record``): from schema 4
 # on, no earlier release reads this file.
 SLIM_RECORDS = True
+# The number of the thread whose name is bound for the next ``?`` (``_THREAD1``: for ?1, ``_THREAD2``: ?2).
+_THREAD = "(SELECT id FROM fc_threads WHERE name = ?)"
+_THREAD1 = "(SELECT id FROM fc_threads WHERE name = ?1)"
+_THREAD2 = "(SELECT id FROM fc_threads WHERE name = ?2)"
+# Every statement that stores rows of a thread runs this first in its transaction.
+ENSURE_THREAD = "INSERT OR IGNORE INTO fc_threads (name) VALUES (?)"
+
 # A checkpoint record, for the values it holds inline (a DeltaChannel seed).
 CHECKPOINT_RECORD = (
-    "SELECT type, record FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
+    f"SELECT type, record FROM fc_checkpoints WHERE thread = {_THREAD} AND checkpoint_ns = ? AND checkpoint_id = ?"
 )
 
 # Guards a migration step: if another process got there first this finds no
@@ -191,18 +254,18 @@ CHECK_VERSION = "SELECT 1 WHERE ? = (SELECT coalesce(max(version), 0) FROM fc_sc
 
 # -- writing -------------------------------------------------------------------
 
-INSERT_CHECKPOINT = """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
+INSERT_CHECKPOINT = f"""INSERT OR REPLACE INTO fc_checkpoints (thread, checkpoint_ns, checkpoint_id,
     parent_checkpoint_id, type, record, metadata, channels, created_at, hidden)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"""
+    VALUES ({_THREAD}, ?, ?, ?, ?, ?, ?, ?, ?, 0)"""
 # A (channel, version) names one value: an existing row is kept, never replaced
 # (replacing could turn a delta's base into a delta of its own successor).
-INSERT_BLOB = """INSERT OR IGNORE INTO fc_blobs
-    (thread_id, checkpoint_ns, channel, version, type, blob, base) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+INSERT_BLOB = f"""INSERT OR IGNORE INTO fc_blobs
+    (thread, checkpoint_ns, channel, version, type, blob, base) VALUES ({_THREAD}, ?, ?, ?, ?, ?, ?)"""
 # Run before a delta is stored: its base must still be there (another process
 # may have pruned it since this one wrote it).
-BASE_EXISTS = "SELECT 1 FROM fc_blobs WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?"
+BASE_EXISTS = f"SELECT 1 FROM fc_blobs WHERE thread = {_THREAD} AND checkpoint_ns = ? AND channel = ? AND version = ?"
 # ?1 thread, ?2 namespace, ?3 channel, ?4 JSON array of versions.
-DELETE_BLOBS = """DELETE FROM fc_blobs WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel = ?3
+DELETE_BLOBS = f"""DELETE FROM fc_blobs WHERE thread = {_THREAD1} AND checkpoint_ns = ?2 AND channel = ?3
     AND version IN (SELECT value FROM json_each(?4))"""
 
 
@@ -218,28 +281,40 @@ def rewrite_blobs(rows: Sequence[Rewrite]) -> list[tuple[str, tuple[Any, ...], b
     return [*deletes, *((INSERT_BLOB, row, False) for row in rows)]
 
 
-UPSERT_WRITE = f"INSERT OR REPLACE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {WRITE_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+WRITE_COLUMNS = "(thread, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
+UPSERT_WRITE = f"INSERT OR REPLACE INTO fc_writes {WRITE_COLUMNS} VALUES ({_THREAD}, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {WRITE_COLUMNS} VALUES ({_THREAD}, ?, ?, ?, ?, ?, ?, ?, ?)"
+CHECKPOINT_STORED = f"SELECT 1 FROM fc_checkpoints WHERE thread = {_THREAD} AND checkpoint_ns = ? AND checkpoint_id = ?"
 
 # -- reading one checkpoint (?1 thread, ?2 namespace, ?3 checkpoint id or NULL) -----
 
-_TARGET = """coalesce(?3, (SELECT max(checkpoint_id) FROM fc_checkpoints
-    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND hidden = 0))"""
+_TARGET = f"""coalesce(?3, (SELECT max(checkpoint_id) FROM fc_checkpoints
+    WHERE thread = {_THREAD1} AND checkpoint_ns = ?2 AND hidden = 0))"""
 GET_CHECKPOINT = f"""SELECT checkpoint_id, parent_checkpoint_id, type, record, metadata, channels
-    FROM fc_checkpoints WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
-GET_WRITES = target_writes(_TARGET)
+    FROM fc_checkpoints WHERE thread = {_THREAD1} AND checkpoint_ns = ?2 AND checkpoint_id = {_TARGET} AND hidden = 0"""
+GET_WRITES = target_writes(_TARGET, "thread", _THREAD1)
 # Upstream SqliteSaver leaves pre-v4 pending sends where they are (see postgres._schema).
 PARENT_SENDS = None
 
-
+# Blob rows as the saver reads them: (thread name, ns, channel, version, type, blob, base),
+# of the thread named ?1 or of any thread.
+_BLOB_COLUMNS_1 = "?1, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
+_BLOB_COLUMNS = (
+    "(SELECT name FROM fc_threads WHERE id = b.thread), b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
+)
 GET_BLOBS = chain_query(
-    f"""SELECT c.thread_id, c.checkpoint_ns, j.key, CAST(j.value AS TEXT)
+    f"""SELECT c.thread, c.checkpoint_ns, j.key, CAST(j.value AS TEXT)
         FROM fc_checkpoints c, json_each(c.channels) j
-        WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.checkpoint_id = {_TARGET} AND c.hidden = 0"""
+        WHERE c.thread = {_THREAD1} AND c.checkpoint_ns = ?2 AND c.checkpoint_id = {_TARGET} AND c.hidden = 0""",
+    columns=_BLOB_COLUMNS_1,
+    thread="thread",
 )
 # ?1 thread, ?2 namespace, ?3 JSON array of [channel, version] pairs.
 GET_BLOBS_FOR = chain_query(
-    """SELECT ?1, ?2, json_extract(value, '$[0]'), CAST(json_extract(value, '$[1]') AS TEXT) FROM json_each(?3)"""
+    f"""SELECT {_THREAD1}, ?2, json_extract(value, '$[0]'), CAST(json_extract(value, '$[1]') AS TEXT)
+        FROM json_each(?3)""",
+    columns=_BLOB_COLUMNS_1,
+    thread="thread",
 )
 
 # Filter keys become part of a JSON path in SQL: only these characters (CVE-2025-67644).
@@ -277,73 +352,108 @@ def metadata_filter(filter: dict[str, Any]) -> list[tuple[str, Any]]:
 def list_queries(where: str) -> tuple[str, str, str, None]:
     """Checkpoints, their blob chains and their writes for one page (no parents'
     sends: ``PARENT_SENDS``); the page
-    is ``SELECT ... {where} ORDER BY checkpoint_id DESC ... LIMIT ?``."""
-    page = f"""SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata,
-        channels FROM fc_checkpoints {where}
-        ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"""
+    is ``SELECT ... {where} ORDER BY checkpoint_id DESC ... LIMIT ?``. Its
+    rows name their thread (``thread_id``, which ``where`` may filter on) and
+    end with its number, which the blob and write queries join on."""
+    page = f"""SELECT t.thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata,
+        channels, c.thread FROM fc_checkpoints c JOIN (SELECT id, name AS thread_id FROM fc_threads) t
+        ON t.id = c.thread {where}
+        ORDER BY checkpoint_id DESC, t.thread_id DESC, checkpoint_ns DESC LIMIT ?"""
     blobs = chain_query(
-        "SELECT p.thread_id, p.checkpoint_ns, j.key, CAST(j.value AS TEXT) FROM page p, json_each(p.channels) j",
+        "SELECT p.thread, p.checkpoint_ns, j.key, CAST(j.value AS TEXT) FROM page p, json_each(p.channels) j",
         ctes=f"page AS ({page}), ",
+        columns=_BLOB_COLUMNS,
+        thread="thread",
     )
-    return page, blobs, page_writes(page), None
+    return page, blobs, page_writes(page, "thread"), None
 
 
 # -- DeltaChannel history ---------------------------------------------------------
 
-ANCESTORS = ancestors(_TARGET, "c.channels")
+ANCESTORS = ancestors(_TARGET, "c.channels", "thread", _THREAD1)
 # Blob types that end no DeltaChannel history walk: "empty" is how DeltaChannel
 # stores a step without a snapshot. A stored None is a seed, as upstream SqliteSaver has it.
 NO_SEED_TYPES = ("empty",)
 # ?1 thread, ?2 namespace, ?3 JSON array of channels.
-BLOB_TYPES = """SELECT channel, version, type FROM fc_blobs
-    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND channel IN (SELECT value FROM json_each(?3))"""
+BLOB_TYPES = f"""SELECT channel, version, type FROM fc_blobs
+    WHERE thread = {_THREAD1} AND checkpoint_ns = ?2 AND channel IN (SELECT value FROM json_each(?3))"""
 # ?1 thread, ?2 namespace, ?3 JSON array of checkpoint ids, ?4 JSON array of channels.
-WRITES_FOR = """SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
-    WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND checkpoint_id IN (SELECT value FROM json_each(?3))
+WRITES_FOR = f"""SELECT checkpoint_id, task_id, channel, type, value, task_path, idx FROM fc_writes
+    WHERE thread = {_THREAD1} AND checkpoint_ns = ?2 AND checkpoint_id IN (SELECT value FROM json_each(?3))
     AND channel IN (SELECT value FROM json_each(?4))"""
 
 # -- deleting, hiding, copying ----------------------------------------------------------
 
-THREAD_CHECKPOINTS = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels, hidden, metadata,
-    created_at FROM fc_checkpoints WHERE thread_id = ?"""
+THREAD_BLOB_TYPES = f"SELECT checkpoint_ns, channel, version, type FROM fc_blobs WHERE thread = {_THREAD}"
+DELETE_THREAD = [
+    f"DELETE FROM fc_checkpoints WHERE thread = {_THREAD}",
+    f"DELETE FROM fc_blobs WHERE thread = {_THREAD}",
+    f"DELETE FROM fc_writes WHERE thread = {_THREAD}",
+    "DELETE FROM fc_threads WHERE name = ?",
+]
+HIDE_CHECKPOINT = (
+    f"UPDATE fc_checkpoints SET hidden = 1 WHERE thread = {_THREAD} AND checkpoint_ns = ? AND checkpoint_id = ?"
+)
+DELETE_CHECKPOINT = [
+    f"DELETE FROM fc_checkpoints WHERE thread = {_THREAD} AND checkpoint_ns = ? AND checkpoint_id = ?",
+    f"DELETE FROM fc_writes WHERE thread = {_THREAD} AND checkpoint_ns = ? AND checkpoint_id = ?",
+]
+THREAD_CHECKPOINTS = f"""SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, channels, hidden, metadata,
+    created_at FROM fc_checkpoints WHERE thread = {_THREAD}"""
 # Frees the blobs of a thread that no checkpoint (visible or hidden) needs,
 # directly or as a delta base.
 GC_BLOBS = (
-    "DELETE FROM fc_blobs WHERE thread_id = ?1 AND (thread_id, checkpoint_ns, channel, version) NOT IN ("
+    f"DELETE FROM fc_blobs WHERE thread = {_THREAD1} AND (thread, checkpoint_ns, channel, version) NOT IN ("
     + chain_query(
-        """SELECT c.thread_id, c.checkpoint_ns, j.key, CAST(j.value AS TEXT)
-            FROM fc_checkpoints c, json_each(c.channels) j WHERE c.thread_id = ?1""",
-        columns="b.thread_id, b.checkpoint_ns, b.channel, b.version",
+        f"""SELECT c.thread, c.checkpoint_ns, j.key, CAST(j.value AS TEXT)
+            FROM fc_checkpoints c, json_each(c.channels) j WHERE c.thread = {_THREAD1}""",
+        columns="b.thread, b.checkpoint_ns, b.channel, b.version",
+        thread="thread",
     )
     + ")"
 )
-# ?1 source, ?2 target, ?3 now (a copy is a write to the new thread).
-COPY_CHECKPOINTS = """INSERT OR REPLACE INTO fc_checkpoints (thread_id, checkpoint_ns, checkpoint_id,
+# ?1 source, ?2 target, ?3 now (a copy is a write to the new thread, whose
+# ENSURE_THREAD runs first).
+COPY_CHECKPOINTS = f"""INSERT OR REPLACE INTO fc_checkpoints (thread, checkpoint_ns, checkpoint_id,
         parent_checkpoint_id, type, record, metadata, channels, hidden, created_at)
-    SELECT ?2, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata, channels, hidden, ?3
-    FROM fc_checkpoints WHERE thread_id = ?1"""
+    SELECT {_THREAD2}, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata, channels, hidden, ?3
+    FROM fc_checkpoints WHERE thread = {_THREAD1}"""
 COPY_THREAD_ROWS = [
-    """INSERT OR REPLACE INTO fc_blobs SELECT ?2, checkpoint_ns, channel, version, type, blob, base
-        FROM fc_blobs WHERE thread_id = ?1""",
-    """INSERT OR REPLACE INTO fc_writes SELECT ?2, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel,
-        type, value FROM fc_writes WHERE thread_id = ?1""",
+    f"""INSERT OR REPLACE INTO fc_blobs (thread, checkpoint_ns, channel, version, type, blob, base)
+        SELECT {_THREAD2}, checkpoint_ns, channel, version, type, blob, base FROM fc_blobs WHERE thread = {_THREAD1}""",
+    f"""INSERT OR REPLACE INTO fc_writes {WRITE_COLUMNS}
+        SELECT {_THREAD2}, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value
+        FROM fc_writes WHERE thread = {_THREAD1}""",
 ]
-THREADS_WITH_RUNS = """SELECT DISTINCT thread_id FROM fc_checkpoints
-    WHERE json_extract(metadata, '$.run_id') IN (SELECT value FROM json_each(?))"""
+THREADS_WITH_RUNS = """SELECT DISTINCT t.name FROM fc_checkpoints c JOIN fc_threads t ON t.id = c.thread
+    WHERE json_extract(c.metadata, '$.run_id') IN (SELECT value FROM json_each(?))"""
 
 # -- retention and inspection -------------------------------------------------------
 
+# Threads whose last checkpoint was stored at or before ?1 and that have more
+# than ?2 visible checkpoints in some namespace.
+EXPIRED_THREADS = """SELECT t.name FROM (
+        SELECT thread, checkpoint_ns, count(*) AS n, max(coalesce(created_at, 0)) AS last
+        FROM fc_checkpoints WHERE hidden = 0 GROUP BY thread, checkpoint_ns) g JOIN fc_threads t ON t.id = g.thread
+    GROUP BY g.thread HAVING max(g.last) <= ?1 AND max(g.n) > ?2 ORDER BY t.name"""
 # Per thread: visible checkpoints, last write, bytes stored (checkpoint rows, blobs, writes).
-THREAD_STATS = """SELECT c.thread_id, c.n, c.updated, c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0)
-    FROM (SELECT thread_id, sum(1 - hidden) AS n, max(created_at) AS updated,
+THREAD_STATS = """SELECT t.name, c.n, c.updated, c.bytes + coalesce(b.bytes, 0) + coalesce(w.bytes, 0)
+    FROM (SELECT thread, sum(1 - hidden) AS n, max(created_at) AS updated,
             sum(length(record) + length(metadata) + length(channels)) AS bytes
-          FROM fc_checkpoints GROUP BY thread_id) c
-    LEFT JOIN (SELECT thread_id, sum(length(blob)) AS bytes FROM fc_blobs GROUP BY thread_id) b
-        ON b.thread_id = c.thread_id
-    LEFT JOIN (SELECT thread_id, sum(length(value)) AS bytes FROM fc_writes GROUP BY thread_id) w
-        ON w.thread_id = c.thread_id"""
+          FROM fc_checkpoints GROUP BY thread) c
+    JOIN fc_threads t ON t.id = c.thread
+    LEFT JOIN (SELECT thread, sum(length(blob)) AS bytes FROM fc_blobs GROUP BY thread) b ON b.thread = c.thread
+    LEFT JOIN (SELECT thread, sum(length(value)) AS bytes FROM fc_writes GROUP BY thread) w ON w.thread = c.thread"""
 # Everything stored for one thread (hidden checkpoints included), for
 # inspection, verification and copying between databases.
-THREAD_ROWS = """SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata,
-    channels, hidden, created_at FROM fc_checkpoints WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id"""
+THREAD_ROWS = f"""SELECT ?1, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, record, metadata,
+    channels, hidden, created_at FROM fc_checkpoints WHERE thread = {_THREAD1} ORDER BY checkpoint_ns, checkpoint_id"""
+THREAD_BLOBS = f"SELECT {_BLOB_COLUMNS_1} FROM fc_blobs b WHERE b.thread = {_THREAD1}"
+THREAD_WRITES = f"""SELECT ?1, checkpoint_ns, checkpoint_id, task_id, channel, type, value, task_path, idx
+    FROM fc_writes WHERE thread = {_THREAD1}"""
+ALL_KEYS = "SELECT t.name, c.checkpoint_ns, c.checkpoint_id FROM fc_checkpoints c JOIN fc_threads t ON t.id = c.thread"
+# Is any upstream checkpoint (``checkpoints``, beside ours) not in our tables yet?
+UPSTREAM_NOT_COPIED = """SELECT 1 FROM checkpoints c WHERE NOT EXISTS (SELECT 1 FROM fc_checkpoints f
+    WHERE f.thread = (SELECT id FROM fc_threads WHERE name = c.thread_id) AND f.checkpoint_ns = c.checkpoint_ns
+    AND f.checkpoint_id = c.checkpoint_id) LIMIT 1"""
 TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
