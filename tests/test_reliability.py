@@ -19,7 +19,7 @@ from langchain_core.messages import HumanMessage
 from fastcheckpoint import cli
 from fastcheckpoint.errors import CheckpointError
 from fastcheckpoint.sqlite import SqliteSaver
-from tests import graphs
+from tests import THREAD_NAME, graphs
 from tests.worker import acks, check_thread, finish_and_compare, item, run_and_kill, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,12 +176,11 @@ def test_random_flips_and_truncations_are_detected(tmp_path, capsys) -> None:
         approval.invoke({"request": "deploy", "log": []}, cfg("approval"))  # paused at interrupt()
         originals = {t: snapshot(saver, t) for t in ("chat", "approval")}
     raw = sqlite3.connect(db)
-    name = "(SELECT name FROM fc_threads WHERE id = thread)"
     rows = [
         (table, column, key, thread, bytes(value))
         for table, column in PAYLOADS
         for thread, *key, value in raw.execute(
-            f"SELECT {name}, {KEYS[table]}, {column} FROM {table} WHERE length({column}) > 0"
+            f"SELECT {THREAD_NAME}, {KEYS[table]}, {column} FROM {table} WHERE length({column}) > 0"
         )
     ]
     rng = random.Random(7)

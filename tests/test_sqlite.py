@@ -18,7 +18,7 @@ from langgraph.types import Command
 from fastcheckpoint._native import sqlite_library
 from fastcheckpoint.errors import ConfigError, CorruptDataError, DatabaseLockedError
 from fastcheckpoint.sqlite import SqliteSaver, _schema
-from tests import THREAD_IS, graphs
+from tests import THREAD_IS, THREAD_NAME, graphs
 from tests.worker import check_hammered, expected_steps, hammer_all, loop_graph, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,9 +382,8 @@ def as_released(made: Path, old: Path, schema: int) -> None:
         raw.execute(stmt)
     raw.executemany(_schema.SET_VERSION, [(v,) for v in range(1, schema + 1)])
     columns = "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, {}, metadata, channels"
-    name = "(SELECT name FROM fc_threads WHERE id = thread)"
     for *key, parent, type_, data, metadata, stored, hidden, created in src.execute(
-        f"SELECT {columns.format('record').replace('thread_id', name)}, hidden, created_at FROM fc_checkpoints"
+        f"SELECT {columns.format('record').replace('thread_id', THREAD_NAME)}, hidden, created_at FROM fc_checkpoints"
     ):
         channels = {ch: long(v) if isinstance(v, str) else v for ch, v in json.loads(stored).items()}
         record = full_record(loads(serde, (type_, data), str), key[2], lambda channels=channels: channels)
@@ -392,12 +391,13 @@ def as_released(made: Path, old: Path, schema: int) -> None:
         row = (*key, parent, ENVELOPE_TYPE, data, metadata, json.dumps(channels), hidden, created)
         into = f"INSERT INTO fc_checkpoints ({columns.format('checkpoint')}, hidden, created_at)"
         raw.execute(f"{into} VALUES ({', '.join('?' * 10)})", row)
-    blobs = src.execute(f"SELECT {name}, checkpoint_ns, channel, version, type, blob, base FROM fc_blobs")
+    blobs = src.execute(f"SELECT {THREAD_NAME}, checkpoint_ns, channel, version, type, blob, base FROM fc_blobs")
     for *key, ver, type_, blob, base in blobs:
         row = (*key, long(ver), type_, blob, base and long(base))
         raw.execute("INSERT INTO fc_blobs VALUES (?, ?, ?, ?, ?, ?, ?)", row)
     writes = src.execute(
-        f"SELECT {name}, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value FROM fc_writes"
+        f"SELECT {THREAD_NAME}, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
+        " FROM fc_writes"
     )
     raw.executemany("INSERT INTO fc_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", writes)
     raw.commit()
