@@ -27,6 +27,7 @@ import pytest
 
 from fastcheckpoint import _native
 from fastcheckpoint.sqlite import _library
+from tests import static_sqlite3 as static_sqlite3_module
 
 ROOT = Path(__file__).resolve().parent.parent
 # `make test` builds the mis-built variant (cargo feature `second-sqlite`) here.
@@ -34,20 +35,11 @@ SECOND_SQLITE_BUILD = ROOT / "target" / "second-sqlite"
 
 
 def static_sqlite3(tmp_path: Path) -> Path:
-    """A directory that, first on the path, makes ``import sqlite3`` give
-    pysqlite3-binary's module: SQLite linked statically into its extension,
-    loaded privately (no other library can see its symbols)."""
-    try:
-        import pysqlite3  # noqa: F401
-    except ImportError:
+    if not static_sqlite3_module.available():
         if os.environ.get("CI"):
             pytest.fail("pysqlite3-binary is missing: the test extras install it")
         pytest.skip("pysqlite3-binary is not installed")
-    shim = tmp_path / "static-sqlite3" / "sqlite3"
-    shim.mkdir(parents=True)
-    (shim / "__init__.py").write_text("from pysqlite3.dbapi2 import *  # noqa: F403\n")
-    (shim / "dbapi2.py").write_text("from pysqlite3.dbapi2 import *  # noqa: F403\n")
-    return shim.parent
+    return static_sqlite3_module.shim(tmp_path)
 
 
 def run_child(tmp_path: Path, *args: str, path_first: Path | None = None, route: str | None = None) -> dict:
