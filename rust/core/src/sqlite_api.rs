@@ -116,17 +116,7 @@ mod runtime {
         if let Some(b) = super::bound() {
             return Ok(b);
         }
-        let lib = Library::open(path, load)?;
-        let libversion = lib.symbol(c"sqlite3_libversion");
-        if libversion.is_null() {
-            return Err(format!("{} exports no SQLite functions", lib.name));
-        }
-        // SAFETY: `sqlite3_libversion` takes nothing and returns a static C string.
-        let version = unsafe {
-            let f: unsafe extern "C" fn() -> *const std::os::raw::c_char =
-                std::mem::transmute(libversion);
-            CStr::from_ptr(f()).to_string_lossy().into_owned()
-        };
+        let (lib, version) = library_version(path, load)?;
         if let Some(expected) = expected {
             if version != expected {
                 return Err(format!(
@@ -142,6 +132,23 @@ mod runtime {
         let api = Box::leak(Box::new(api));
         // SAFETY: the table holds the library's own functions (or `None`).
         unsafe { install(api, Route::Symbols) }
+    }
+
+    /// The object at `path` (see [`bind_symbols`]) and the version of the
+    /// SQLite it provides; an error if it cannot be opened or has none.
+    fn library_version(path: Option<&str>, load: bool) -> Result<(Library, String), String> {
+        let lib = Library::open(path, load)?;
+        let libversion = lib.symbol(c"sqlite3_libversion");
+        if libversion.is_null() {
+            return Err(format!("{} exports no SQLite functions", lib.name));
+        }
+        // SAFETY: `sqlite3_libversion` takes nothing and returns a static C string.
+        let version = unsafe {
+            let f: unsafe extern "C" fn() -> *const std::os::raw::c_char =
+                std::mem::transmute(libversion);
+            CStr::from_ptr(f()).to_string_lossy().into_owned()
+        };
+        Ok((lib, version))
     }
 
     /// A library handle from `dlopen`, never closed.
@@ -261,5 +268,32 @@ mod runtime {
             interruptx = c"sqlite3_interrupt",
             xthreadsafe = c"sqlite3_threadsafe",
         );
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_library_not_loaded_is_never_loaded_by_the_lookup() {
+            let err = library_version(Some("libsqlite3-not-here.so.0"), false)
+                .err()
+                .expect("RTLD_NOLOAD finds no such object");
+            assert!(err.contains("cannot open"), "{err}");
+        }
+
+        #[test]
+        fn an_object_without_sqlite_is_refused() {
+            let err = library_version(Some("libc.so.6"), false)
+                .err()
+                .expect("libc has no SQLite");
+            assert!(err.contains("exports no SQLite functions"), "{err}");
+        }
+
+        #[test]
+        fn the_shared_library_reports_its_version() {
+            let (_, version) = library_version(Some("libsqlite3.so.0"), true).unwrap();
+            assert!(version.starts_with("3."), "{version}");
+        }
     }
 }
