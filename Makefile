@@ -71,4 +71,4 @@ lint: install
 	$(VENV)/bin/ruff format --check python tests benches
 
 clean:
-	rm -rf $(VENV) .venv-3.* target dist
+	rm -rf $(VENV) .venv-3.* .venv-system target dist

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 
 
-ROUNDS = 3  # the interpreters take turns; each cell keeps its fastest round, for both savers
+# The interpreters take turns; each cell keeps its fastest round, for both savers.
+ROUNDS = int(os.environ.get("FC_BENCH_ROUNDS", "3"))
 STATIC_ROUTES = ("symbols", "extension", "python")
 
 
