@@ -6,7 +6,7 @@
 # Then the sdist is built as a user without a wheel would build it: with Rust
 # and nothing else (no SQLite development files, no pkg-config).
 set -euo pipefail
-venv="${1:-.venv}"
+venv="$(cd "${1:-.venv}" && pwd)"  # absolute: zig is found on PATH from build directories
 "$venv/bin/python" -m pip install -q "auditwheel>=6.1" "ziglang>=0.13,<1"
 rm -rf dist target/wheel-from-sdist
 # maturin runs zig as `python -m ziglang`, with the venv's python first on PATH.
