@@ -23,9 +23,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from benches._timing import fmt, settle, tail, timeit
 from benches._workload import CONFIG, thread_checkpoints
 from fastcheckpoint._native import seal
+from fastcheckpoint._text import raw_text_bytes, turn_messages
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
-from tests.text import raw_text_bytes, turn_messages
 
 MARKS = (50, 200, 500, 1000, 2000)
 CODEC = RustSerializer()

@@ -19,9 +19,9 @@ from langgraph.graph import MessagesState, StateGraph
 
 from benches._workload import CONFIG
 from benches.test_bench_long_thread import db_bytes
+from fastcheckpoint._text import raw_text_bytes, turn_messages
 from fastcheckpoint.demo import react_graph
 from fastcheckpoint.sqlite import SqliteSaver
-from tests.text import raw_text_bytes, turn_messages
 
 MARKS = (50, 200)
 

@@ -25,10 +25,10 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
 from benches._timing import settle, tail, timeit
 from benches._workload import CONFIG, thread_checkpoints
+from fastcheckpoint._text import turn_messages
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver, _library
-from tests.text import turn_messages
 
 HISTORY = 800  # messages before the measured puts
 SAMPLES = 40  # measured puts, one new message each

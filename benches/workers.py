@@ -12,8 +12,8 @@ import time
 from psycopg_pool import AsyncConnectionPool
 
 from benches._workload import thread_checkpoints
+from fastcheckpoint._text import turn_messages
 from fastcheckpoint.postgres._store import connection_kwargs
-from tests.text import turn_messages
 
 
 def checkpoints(saver, thread: str, turns: int) -> list[tuple]:

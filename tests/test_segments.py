@@ -10,10 +10,10 @@ import psycopg
 
 from benches._workload import THREAD, thread_checkpoints
 from fastcheckpoint._native import blob_info, seal
+from fastcheckpoint._text import turn_messages
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.postgres import PostgresSaver
 from fastcheckpoint.serde import RustSerializer
-from tests.text import turn_messages
 
 CONFIG: dict[str, Any] = {"configurable": {"thread_id": THREAD, "checkpoint_ns": ""}}
 

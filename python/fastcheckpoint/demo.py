@@ -20,6 +20,8 @@ from langgraph.graph.message import add_messages
 from langgraph.types import Command, interrupt
 from typing_extensions import TypedDict
 
+from fastcheckpoint._text import prose
+
 
 class State(TypedDict, total=False):
     messages: Annotated[list[AnyMessage], add_messages]
@@ -41,11 +43,11 @@ def agent_graph():
             call = {"name": "search", "args": {"q": f"q{n}"}, "id": f"call_{n}", "type": "tool_call"}
             return {"messages": [AIMessage("", tool_calls=[call])]}
         n = int(last.tool_call_id.split("_")[1])
-        return {"messages": [AIMessage(f"[{n}] " + "here is what I found " * 28)]}
+        return {"messages": [AIMessage(f"[{n}] " + prose(f"f{n}", 600))]}
 
     def tools(state: State) -> dict:
         call = state["messages"][-1].tool_calls[0]
-        return {"messages": [ToolMessage("tool output line " * 90, tool_call_id=call["id"])]}
+        return {"messages": [ToolMessage(prose(call["id"], 1500), tool_call_id=call["id"])]}
 
     return react_graph(State, agent, tools)
 
@@ -89,7 +91,7 @@ def approval_graph():
 
 
 def human(n: int) -> HumanMessage:
-    return HumanMessage(f"[{n}] " + "please look this up for me " * 11)
+    return HumanMessage(f"[{n}] " + prose(f"h{n}", 300))
 
 
 def cfg(thread: str) -> dict[str, Any]:
@@ -148,7 +150,10 @@ def timing(directory: Path, turns: int = 100) -> None:
 
     from fastcheckpoint.sqlite import SqliteSaver
 
-    print(f"== 5. Same {turns}-turn agent run ({turns * 4} messages) on a SQLite file, upstream vs fastcheckpoint")
+    print(
+        f"== 5. Same {turns}-turn agent run ({turns * 4} messages of natural-like text) on a SQLite file, "
+        "upstream vs fastcheckpoint"
+    )
     results = {}
     for name, cls in (("upstream SqliteSaver", Upstream), ("fastcheckpoint SqliteSaver", SqliteSaver)):
         path = directory / f"{name.split()[0]}.db"

@@ -1,4 +1,5 @@
-"""Seeded text that compresses like natural language, for benchmarks.
+"""Seeded text that compresses like natural language, for the demo's timing,
+the benchmarks and the tests.
 
 Repeated phrases ("please look this up for me " * 11) compress ~30x and
 flatter every size and speed figure. Here words are drawn with Zipf weights (exponent 0.9)
