@@ -1,6 +1,8 @@
 """Benchmarks print their tables; with ``FC_BENCH_REPORT=path`` (``make bench``)
 each test's output is also collected and the whole run written to that file
-(docs/benchmarks.md): what ran, where, and the tables as printed."""
+(docs/benchmarks.md): what ran, where, and the tables as printed. The run then
+lists every ratio that moved by more than 20% against the report it replaced
+(``benches/_compare.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benches._compare import THRESHOLD, moved  # noqa: E402
 
 _REPORT = os.environ.get("FC_BENCH_REPORT")
 _sections: list[tuple[str, str, str]] = []  # (test id, its doc's first paragraph, output)
@@ -54,4 +58,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         if doc:
             lines += [doc, ""]
         lines += ["```", out or "(no output)", "```", ""]
-    Path(_REPORT).write_text("\n".join(lines))
+    report = Path(_REPORT)
+    before = report.read_text() if report.exists() else ""
+    after = "\n".join(lines)
+    report.write_text(after)
+    changes = moved(before, after)
+    print(f"\n## Ratios that moved by more than {THRESHOLD:.0%} against the previous {report.name}")
+    print("\n".join(changes) if changes else "(none)")
