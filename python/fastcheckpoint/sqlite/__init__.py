@@ -29,8 +29,8 @@ from typing import Any
 
 from langgraph.checkpoint.base import SerializerProtocol
 
-from fastcheckpoint._native import SqliteStore
 from fastcheckpoint.sqlite._base import SqliteSaverBase
+from fastcheckpoint.sqlite._library import Store
 
 
 def database_path(rows: list[tuple[int, str, str]]) -> str:
@@ -83,7 +83,7 @@ class SqliteSaver(SqliteSaverBase):
         if not self.is_setup:
             self._open(self._path)
 
-    def _ready(self) -> SqliteStore:
+    def _ready(self) -> Store:
         if not self.is_setup:
             self.setup()
         assert self._store is not None

@@ -27,11 +27,10 @@ from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._copy import migrate_upstream_op
 from fastcheckpoint._group import GroupCommit, on_loop
-from fastcheckpoint._native import SqliteStore
 from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint.errors import ConfigError, MissingRowError
 from fastcheckpoint.sqlite import _schema as sql
-from fastcheckpoint.sqlite._library import open_store
+from fastcheckpoint.sqlite._library import Store, open_store
 from fastcheckpoint.sqlite._upstream import UpstreamSqlite
 
 
@@ -58,7 +57,7 @@ class SqliteSaverBase(StoreSaver):
         self.synchronous = str(synchronous).upper()
         self.busy_timeout = float(busy_timeout)
         self.is_setup = False
-        self._store: SqliteStore | None = None
+        self._store: Store | None = None
         self._setup_lock = threading.Lock()
         # One group commit per event loop the async methods are awaited on.
         self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = weakref.WeakKeyDictionary()
@@ -80,7 +79,7 @@ class SqliteSaverBase(StoreSaver):
             self._store = store
             self.is_setup = True
 
-    def _ready(self) -> SqliteStore:
+    def _ready(self) -> Store:
         """The store, set up on first use (how depends on the connection type)."""
         raise NotImplementedError("subclasses open the store")
 
@@ -121,7 +120,7 @@ class _Commits:
     callers' puts while a group commits; ``GroupCommit`` keeps two groups in
     flight to use that."""
 
-    def __init__(self, store: SqliteStore, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop) -> None:
         if not hasattr(store, "commit_queue"):
             raise NotImplementedError("no commit thread for this store (platform or route)")
         self.queue = store.commit_queue()
@@ -155,7 +154,7 @@ class _Commits:
         self._answer()
 
 
-def migrate_schema(store: SqliteStore) -> None:
+def migrate_schema(store: Store) -> None:
     """Applies pending migrations, each in its own transaction; safe when
     several processes open the same file at once."""
     store.execute_script(sql.CREATE_VERSION_TABLE)

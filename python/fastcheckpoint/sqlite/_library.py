@@ -44,13 +44,15 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
 
 from fastcheckpoint import _native
 from fastcheckpoint.errors import ConfigError, DatabaseLockedError, TwoSqliteLibrariesError
 from fastcheckpoint.sqlite._pystore import PythonSqliteStore
 
 logger = logging.getLogger("fastcheckpoint")
+
+# What ``open_store`` returns: the Rust store, or its twin on the "python" route.
+Store = _native.SqliteStore | PythonSqliteStore
 
 ROUTE_ENV = "FASTCHECKPOINT_SQLITE_ROUTE"
 ROUTES = ("symbols", "extension", "python")
@@ -135,7 +137,7 @@ def _load_as_extension() -> None:
         conn.close()
 
 
-def open_store(path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 30.0) -> Any:
+def open_store(path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 30.0) -> Store:
     """The store for ``path`` on the route ``bind`` chose: the Rust
     ``SqliteStore``, or ``PythonSqliteStore`` (same methods) on the "python" route."""
     if bind() == "python":

@@ -17,9 +17,9 @@ from typing import Any
 from langgraph.checkpoint.base import SerializerProtocol
 
 from fastcheckpoint._group import on_loop
-from fastcheckpoint._native import SqliteStore
 from fastcheckpoint.sqlite import database_path
 from fastcheckpoint.sqlite._base import SqliteSaverBase
+from fastcheckpoint.sqlite._library import Store
 
 
 class AsyncSqliteSaver(SqliteSaverBase):
@@ -70,13 +70,13 @@ class AsyncSqliteSaver(SqliteSaverBase):
                 rows = await cur.fetchall()
             await asyncio.to_thread(self._open, database_path([tuple(r) for r in rows]))
 
-    async def _aready(self) -> SqliteStore:
+    async def _aready(self) -> Store:
         if not self.is_setup:
             await self.setup()
         assert self._store is not None
         return self._store
 
-    def _ready(self) -> SqliteStore:
+    def _ready(self) -> Store:
         if not self.is_setup:
             # Setting up needs the event loop (the connection is aiosqlite's).
             if on_loop(self.loop):
