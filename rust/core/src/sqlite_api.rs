@@ -159,16 +159,14 @@ mod runtime {
         /// SQLite it provides; an error if it cannot be opened or has none.
         fn library_version(path: Option<&str>, load: bool) -> Result<(Library, String), String> {
             let lib = Library::open(path, load)?;
-            let libversion = lib.symbol(c"sqlite3_libversion");
-            if libversion.is_null() {
-                return Err(format!("{} exports no SQLite functions", lib.name));
-            }
             // SAFETY: `sqlite3_libversion` takes nothing and returns a static C string.
-            let version = unsafe {
-                let f: unsafe extern "C" fn() -> *const std::os::raw::c_char =
-                    std::mem::transmute(libversion);
-                CStr::from_ptr(f()).to_string_lossy().into_owned()
+            let libversion: Option<unsafe extern "C" fn() -> *const std::os::raw::c_char> =
+                unsafe { as_fn(lib.symbol(c"sqlite3_libversion")) };
+            let Some(libversion) = libversion else {
+                return Err(format!("{} exports no SQLite functions", lib.name));
             };
+            // SAFETY: as above.
+            let version = unsafe { CStr::from_ptr(libversion()).to_string_lossy().into_owned() };
             Ok((lib, version))
         }
 
