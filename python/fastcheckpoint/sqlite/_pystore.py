@@ -20,48 +20,30 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from fastcheckpoint._native import Body
-from fastcheckpoint.errors import (
-    ConfigError,
-    CorruptDataError,
-    DatabaseLockedError,
-    DiskFullError,
-    MissingRowError,
-    StorageError,
-)
+from fastcheckpoint._native import Body, sqlite_error
+from fastcheckpoint.errors import ConfigError, DatabaseLockedError, MissingRowError
 
 T = TypeVar("T")
 
-# SQLite's primary result codes (the low byte of an extended code).
-_BUSY, _LOCKED, _CORRUPT, _FULL, _NOTADB = 5, 6, 11, 13, 26
+# Where an error carries no result code (CPython 3.10 has no ``sqlite_errorcode``):
+# SQLite's primary result codes, by the messages it gives them.
+_CODES_BY_MESSAGE = (
+    (5, "database is locked"),  # SQLITE_BUSY
+    (6, "database table is locked"),  # SQLITE_LOCKED
+    (13, "database or disk is full"),  # SQLITE_FULL
+    (11, "malformed"),  # SQLITE_CORRUPT
+    (26, "not a database"),  # SQLITE_NOTADB
+)
 
 
 def _typed(e: sqlite3.Error) -> Exception:
-    """The exception the Rust store raises for the same SQLite failure."""
-    code = getattr(e, "sqlite_errorcode", None)  # CPython 3.11+
+    """The exception the Rust store raises for the same SQLite failure
+    (``_native.sqlite_error``: one mapping for both stores)."""
     text = str(e)
-    if code is None:  # 3.10: by SQLite's own messages
-        code = next(
-            (c for c, m in _MESSAGES if m in text.lower()),
-            0,
-        )
-    code &= 0xFF
-    if code in (_BUSY, _LOCKED):
-        return DatabaseLockedError(f"database stayed locked past the busy timeout: {text}")
-    if code == _FULL:
-        return DiskFullError(f"database or disk is full: {text}")
-    if code in (_CORRUPT, _NOTADB):
-        return CorruptDataError(f"database file is damaged or not a database: {text}")
-    return StorageError(f"sqlite error: {text}")
-
-
-_MESSAGES = (
-    (_BUSY, "database is locked"),
-    (_LOCKED, "database table is locked"),
-    (_FULL, "database or disk is full"),
-    (_CORRUPT, "malformed"),
-    (_NOTADB, "not a database"),
-)
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is None:
+        code = next((c for c, m in _CODES_BY_MESSAGE if m in text.lower()), 1)  # 1: SQLITE_ERROR
+    return sqlite_error(code, text)
 
 
 @contextmanager

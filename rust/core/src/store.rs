@@ -56,15 +56,28 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        let msg = e.to_string();
-        match e.sqlite_error_code() {
+impl StoreError {
+    /// The error for an SQLite failure with this (primary or extended) result
+    /// code, wherever it was raised: rusqlite here, Python's `sqlite3` on the
+    /// store's Python route.
+    pub fn from_code(code: i32, msg: String) -> StoreError {
+        Self::classify(Some(rusqlite::ffi::Error::new(code).code), msg)
+    }
+
+    fn classify(code: Option<ErrorCode>, msg: String) -> StoreError {
+        match code {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy(msg),
             Some(ErrorCode::DiskFull) => StoreError::Full(msg),
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt(msg),
             _ => StoreError::Sqlite(msg),
         }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let code = e.sqlite_error_code();
+        Self::classify(code, e.to_string())
     }
 }
 

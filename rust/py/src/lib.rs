@@ -38,6 +38,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     #[cfg(unix)]
     m.add_class::<store::CommitQueue>()?;
     m.add_function(wrap_pyfunction!(store::sqlite_binding, m)?)?;
+    m.add_function(wrap_pyfunction!(store::sqlite_error, m)?)?;
     m.add_function(wrap_pyfunction!(store::bind_sqlite_symbols, m)?)?;
     m.add_function(wrap_pyfunction!(writer::assemble_chain, m)?)?;
     m.add_function(wrap_pyfunction!(trace::traces_read_dict_tags, m)?)?;

@@ -283,6 +283,15 @@ impl SqliteStore {
     }
 }
 
+/// The typed exception (not raised) the store gives for an SQLite failure with
+/// result code `code`: one mapping for the Rust store and its Python twin.
+#[pyfunction]
+pub fn sqlite_error(py: Python<'_>, code: i32, message: String) -> Py<PyAny> {
+    store_error(StoreError::from_code(code, message))
+        .into_value(py)
+        .into_any()
+}
+
 /// `(version, route)` of the SQLite library the store calls, or `None`
 /// before one is bound (see `fastcheckpoint.sqlite._library`).
 #[pyfunction]
