@@ -211,7 +211,7 @@ def _commit_threads() -> int:
         try:
             with open(f"/proc/self/task/{task}/comm") as f:
                 names.append(f.read().strip())
-        except FileNotFoundError:  # ended meanwhile
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
             pass
     return names.count("fc-commit")
 
