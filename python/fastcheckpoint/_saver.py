@@ -50,6 +50,7 @@ from fastcheckpoint._storage import (
     Stored,
     blob_channels,
     checkpoint_ns_of,
+    checkpoint_row,
     dump_record,
     dumps,
     encode_channels,
@@ -61,6 +62,7 @@ from fastcheckpoint._storage import (
     needed_ancestors,
     next_version,
     thread_id_of,
+    write_row,
 )
 from fastcheckpoint.errors import CheckpointError, MissingRowError
 from fastcheckpoint.serde import RustSerializer
@@ -163,7 +165,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         thread_id, ns, checkpoint_id, parent_id, type_, data, metadata, channels = row[:8]
         serde = self.serde
         where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {checkpoint_id!r}"
-        record = loads(serde, (type_, bytes(data)), lambda: where)
+        record = loads(serde, (type_, bytes(data)), checkpoint_row(thread_id, ns, checkpoint_id), lambda: where)
         checkpoint: Checkpoint = full_record(record, checkpoint_id, lambda: self._channels(channels))  # type: ignore[assignment]
         values: dict[str, Any] = {}
         for ch, ver in blob_channels(checkpoint):
@@ -186,10 +188,24 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 checkpoint,  # type: ignore[arg-type]
                 values,
                 ((s[0], s[1], s[2], s) for s in sends),
-                lambda s: loads(serde, (s[3], bytes(s[4])), lambda: f"{where} pending send of task {s[1]!r}"),
+                lambda s: loads(
+                    serde,
+                    (s[3], bytes(s[4])),
+                    write_row(thread_id, ns, parent_id, s[1], s[2]),
+                    lambda: f"{where} pending send of task {s[1]!r}",
+                ),
             )
         pending: list[PendingWrite] = [
-            (w[0], w[1], loads(serde, (w[2], bytes(w[3])), lambda w=w: f"{where} write {w[1]!r} of task {w[0]!r}"))
+            (
+                w[0],
+                w[1],
+                loads(
+                    serde,
+                    (w[2], bytes(w[3])),
+                    write_row(thread_id, ns, checkpoint_id, w[0], w[5]),
+                    lambda w=w: f"{where} write {w[1]!r} of task {w[0]!r}",
+                ),
+            )
             for w in sorted(writes, key=lambda w: writes_sort_key(w[4], w[0], w[5]))
         ]
         return CheckpointTuple(
@@ -363,7 +379,10 @@ class StoreSaver(BaseCheckpointSaver[str]):
         for cid, found in zip(holders, records, strict=True):
             for type_, data in found:
                 where = f"thread {thread_id!r} checkpoint_ns {ns!r} checkpoint {cid!r}"
-                inline[cid] = loads(self.serde, (type_, bytes(data)), lambda where=where: where)["channel_values"]
+                record = loads(
+                    self.serde, (type_, bytes(data)), checkpoint_row(thread_id, ns, cid), lambda where=where: where
+                )
+                inline[cid] = record["channel_values"]
         by_cid: dict[str, list[Sequence[Any]]] = {}
         for w in write_rows:
             by_cid.setdefault(w[0], []).append(w[1:])
@@ -377,7 +396,16 @@ class StoreSaver(BaseCheckpointSaver[str]):
 
         for ch in channels:
             writes: list[PendingWrite] = [
-                (w[0], w[1], loads(self.serde, (w[2], bytes(w[3])), lambda cid=cid, ch=ch: where(cid, ch)))
+                (
+                    w[0],
+                    w[1],
+                    loads(
+                        self.serde,
+                        (w[2], bytes(w[3])),
+                        write_row(thread_id, ns, cid, w[0], w[5]),
+                        lambda cid=cid, ch=ch: where(cid, ch),
+                    ),
+                )
                 for cid in reversed(chain[ch])
                 for w in by_cid.get(cid, ())
                 if w[1] == ch
@@ -452,7 +480,7 @@ class StoreSaver(BaseCheckpointSaver[str]):
         return (
             *key,
             parent_id,
-            *dump_record(self.serde, record, channels, self.sql.SLIM_RECORDS, self._store_seals),
+            *dump_record(self.serde, record, channels, checkpoint_row(*key), self.sql.SLIM_RECORDS, self._store_seals),
             metadata_json,
             self._stored_channels(channels),
             created_at,
@@ -571,10 +599,11 @@ class StoreSaver(BaseCheckpointSaver[str]):
         serde = self.serde
         later = self._store_seals
         key = (thread_id, ns, checkpoint_id, task_id, task_path)
-        batch = [
-            (query, (*key, WRITES_IDX_MAP.get(ch, idx), ch, *dumps(serde, value, later)), False)
-            for idx, (ch, value) in enumerate(writes)
-        ]
+        batch = []
+        for idx, (ch, value) in enumerate(writes):
+            stored_idx = WRITES_IDX_MAP.get(ch, idx)
+            body = dumps(serde, value, write_row(thread_id, ns, checkpoint_id, task_id, stored_idx), later)
+            batch.append((query, (*key, stored_idx, ch, *body), False))
         if batch:
             yield Write([*self._ensure_thread(thread_id), *batch])
 

@@ -38,6 +38,15 @@ def version_of(stored: str) -> str:
     return stored
 
 
+# A body encrypted anew (``_rekey``), only if it is still the bytes read: a row
+# a saver rewrote meanwhile is left for the next pass.
+REBODY_CHECKPOINT = """UPDATE fc_checkpoints SET type = ?, checkpoint = ?
+    WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? AND checkpoint = ?"""
+REBODY_BLOB = """UPDATE fc_blobs SET type = ?, blob = ?
+    WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ? AND blob = ?"""
+REBODY_WRITE = """UPDATE fc_writes SET type = ?, value = ?
+    WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? AND task_id = ? AND idx = ? AND value = ?"""
+
 WRITE_COLUMNS = "(thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
 BLOB_COLUMNS = "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base"
 

@@ -13,24 +13,33 @@ blobs and back, independent of where the blobs live.
   segments (which turn the deltas they cover into pointers), and every blob,
   checkpoint row and pending write is a checksummed (and, when large,
   zstd-compressed) envelope tagged ``ENVELOPE_TYPE``: a damaged byte is
-  an error, never other data. Any other serializer (``EncryptedSerializer``, a custom
-  ``JsonPlusSerializer``) is used exactly as upstream uses it.
+  an error, never other data.
+* With an ``EncryptedSerializer`` over a ``JsonPlusSerializer`` (or ours), the
+  same, and then each stored body is encrypted for its row
+  (``fastcheckpoint.encryption``). Any other serializer (a custom
+  ``JsonPlusSerializer``, an ``EncryptedSerializer`` over a serializer of the
+  user's own) is used exactly as upstream uses it.
 """
 
 from __future__ import annotations
 
 import functools
 import random
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, SerializerProtocol
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import TASKS
 
-from fastcheckpoint._native import ENVELOPE_TYPE, Body, Codec, DeltaWriter, delta_base, seal
-from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError
+from fastcheckpoint._native import ENVELOPE_TYPE, Body, DeltaWriter, delta_base, seal
+from fastcheckpoint.encryption import CLEAR_TYPES, Row, Vault, is_sealed
+from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError, DecryptionError
 from fastcheckpoint.serde import RustSerializer, default_serializer
 
 Typed = tuple[str, bytes]
@@ -93,11 +102,64 @@ def checkpoint_ns_of(config: RunnableConfig) -> str:
     return config["configurable"].get("checkpoint_ns", "") or ""
 
 
-def codec_of(serde: SerializerProtocol) -> Codec:
-    """The codec reading our envelopes: the saver's own when it is ours."""
+@dataclass(frozen=True)
+class Layout:
+    """How a saver's serializer stores values: ``ours`` (a ``RustSerializer``)
+    encodes our envelopes, or None for upstream's format through the
+    serializer itself; ``vault`` then encrypts each body for its row."""
+
+    ours: RustSerializer | None
+    vault: Vault | None = None
+
+
+_UPSTREAM = Layout(None)
+# EncryptedSerializer -> (its cipher, its inner serializer, their layout).
+_encrypted: weakref.WeakKeyDictionary[Any, tuple[Any, Any, Layout]] = weakref.WeakKeyDictionary()
+
+
+def _as_ours(serde: Any) -> RustSerializer | None:
+    """A RustSerializer that reads and writes as ``serde`` does, if there is one."""
     if isinstance(serde, RustSerializer):
-        return serde.codec
-    return default_serializer().codec
+        return serde
+    if type(serde) is JsonPlusSerializer and not serde._custom_unpack_ext_hook:
+        return RustSerializer(
+            pickle_fallback=serde.pickle_fallback,
+            allowed_json_modules=serde._allowed_json_modules,
+            allowed_msgpack_modules=serde._allowed_msgpack_modules,
+        )
+    return None
+
+
+def layout_of(serde: SerializerProtocol, at_rest: bool = True) -> Layout:
+    """The storage layout of ``serde`` (read at each call: a saver's ``serde``
+    may be replaced). Without ``at_rest`` (a saver in process memory) an
+    ``EncryptedSerializer`` keeps upstream's format."""
+    if isinstance(serde, RustSerializer):
+        return Layout(serde)
+    if not (at_rest and isinstance(serde, EncryptedSerializer)):
+        return _UPSTREAM
+    found = _encrypted.get(serde)
+    if found is not None and found[0] is serde.cipher and found[1] is serde.serde:
+        return found[2]
+    ours = _as_ours(serde.serde)
+    layout = Layout(ours, Vault.of(serde.cipher)) if ours is not None else _UPSTREAM
+    _encrypted[serde] = (serde.cipher, serde.serde, layout)
+    return layout
+
+
+def reveal(serde: SerializerProtocol, layout: Layout, row: Row, typed: Typed) -> Typed:
+    """A stored ``(type, bytes)`` as it was before encryption for ``row``."""
+    type_ = typed[0]
+    if "+" not in type_:
+        return typed
+    if layout.vault is not None and is_sealed(type_):
+        return layout.vault.open(row, type_, typed[1])
+    if layout.vault is None and not isinstance(serde, EncryptedSerializer):
+        raise DecryptionError(
+            f"the row is encrypted ({type_!r}) and the saver's serializer has no cipher: "
+            "pass serde=EncryptedSerializer(...) with its key"
+        )
+    return typed
 
 
 @contextmanager
@@ -110,24 +172,38 @@ def located(where: Callable[[], str]) -> Iterator[None]:
         raise type(e)(f"{where()}: {e}") from e
 
 
-def dumps(serde: SerializerProtocol, obj: Any, later: bool = False) -> tuple[str, bytes | Body]:
-    """How a checkpoint row or a pending write is stored: sealed in a
-    checksummed envelope when the serializer is ours (bytes and None stay as
-    upstream stores them); with ``later`` the envelope is a ``Body`` the store
-    seals."""
-    type_, data = serde.dumps_typed(obj)
-    if type_ == "msgpack" and isinstance(serde, RustSerializer):
+def reveal_blob(serde: SerializerProtocol, row: Row, typed: Typed) -> Typed:
+    """A stored blob row's ``(type, bytes)`` as before encryption (for tools
+    that read blobs one by one); ``row`` is ``("blob", thread, ns, channel, version)``."""
+    return reveal(serde, layout_of(serde), row, typed) if typed[0] not in CLEAR_TYPES else typed
+
+
+def dumps(serde: SerializerProtocol, obj: Any, row: Row, later: bool = False) -> tuple[str, bytes | Body]:
+    """How a checkpoint record or a pending write is stored in ``row``: sealed
+    in a checksummed envelope when the serializer is ours (bytes and None stay
+    as upstream stores them), then encrypted for ``row`` when it has a cipher;
+    with ``later`` an unencrypted envelope is a ``Body`` the store seals."""
+    layout = layout_of(serde)
+    if layout.ours is None:
+        return serde.dumps_typed(obj)
+    type_, data = layout.ours.dumps_typed(obj)
+    if layout.vault is not None:
+        return layout.vault.seal(row, *((ENVELOPE_TYPE, seal(data)) if type_ == "msgpack" else (type_, data)))
+    if type_ == "msgpack":
         return ENVELOPE_TYPE, (Body(data) if later else seal(data))
     return type_, data
 
 
-def loads(serde: SerializerProtocol, typed: Typed, where: Callable[[], str]) -> Any:
-    """Reads what ``dumps`` stored (or an upstream row); ``where()`` names the
-    row in errors."""
-    type_, data = typed
+def loads(serde: SerializerProtocol, typed: Typed, row: Row, where: Callable[[], str]) -> Any:
+    """Reads what ``dumps`` stored in ``row`` (or an upstream row); ``where()``
+    names the row in errors."""
     with located(where):
+        layout = layout_of(serde)
+        type_, data = reveal(serde, layout, row, typed)
         if type_ == ENVELOPE_TYPE:
-            return codec_of(serde).loads_chain([data])
+            return (layout.ours or default_serializer()).codec.loads_chain([data])
+        if layout.ours is not None and type_ != typed[0]:
+            return layout.ours.loads_typed((type_, data))
         return serde.loads_typed((type_, data))
 
 
@@ -179,12 +255,27 @@ def channels_of(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def dump_record(
-    serde: SerializerProtocol, record: Mapping[str, Any], channels: Mapping[str, Any], slim: bool, later: bool
+    serde: SerializerProtocol,
+    record: Mapping[str, Any],
+    channels: Mapping[str, Any],
+    row: Row,
+    slim: bool,
+    later: bool,
 ) -> tuple[str, bytes | Body]:
     """How a SQL saver stores a checkpoint record (as ``inline_values`` left
-    it) beside its ``channels``: whole, or with ``slim`` as ``slim_record``
-    leaves it (only where no earlier release reads the table)."""
-    return dumps(serde, slim_record(record, channels) if slim else record, later)
+    it) beside its ``channels`` in ``row``: whole, or with ``slim`` as
+    ``slim_record`` leaves it (only where no earlier release reads the table)."""
+    return dumps(serde, slim_record(record, channels) if slim else record, row, later)
+
+
+def checkpoint_row(thread_id: str, ns: str, checkpoint_id: str) -> Row:
+    """What a checkpoint record's body is bound to."""
+    return ("checkpoint", thread_id, ns, checkpoint_id)
+
+
+def write_row(thread_id: str, ns: str, checkpoint_id: str, task_id: str, idx: int) -> Row:
+    """What a pending write's body is bound to (``idx`` as stored)."""
+    return ("write", thread_id, ns, checkpoint_id, task_id, idx)
 
 
 def slim_record(record: Mapping[str, Any], channels: Mapping[str, Any]) -> dict[str, Any]:
@@ -228,6 +319,7 @@ def encode_channels(
     new_versions: ChannelVersions,
     later: bool = False,
     reput: bool = False,
+    at_rest: bool = True,
 ) -> list[tuple[str, str | int | float, str, bytes | Body, str | None, bool]]:
     """The blobs one put stores, one per channel in ``new_versions``:
     ``(channel, version, type, bytes, delta base version or None, False)``;
@@ -235,11 +327,23 @@ def encode_channels(
     turns into a pointer to it (``DeltaWriter.encode_blobs``): the store
     replaces that row's bytes and base in the same transaction. A ``reput``
     rewrites no row: its segment may meet a stored row of the same version,
-    which the pointers would not rebuild. With ``later`` our envelopes are
-    ``Body`` objects the store seals."""
-    if isinstance(serde, RustSerializer):
-        blobs = writer.encode_blobs(thread_id, checkpoint_ns, dict(values), dict(new_versions), seal=not later)
-        return [b for b in blobs if not b[5]] if reput else blobs
+    which the pointers would not rebuild. With ``later`` our unencrypted
+    envelopes are ``Body`` objects the store seals; a cipher encrypts each
+    blob for its (thread, ns, channel, version); ``at_rest``: see ``layout_of``."""
+    layout = layout_of(serde, at_rest)
+    if layout.ours is not None:
+        vault = layout.vault
+        blobs = writer.encode_blobs(
+            thread_id, checkpoint_ns, dict(values), dict(new_versions), seal=vault is not None or not later
+        )
+        if reput:
+            blobs = [b for b in blobs if not b[5]]
+        if vault is not None:
+            blobs = [
+                (ch, ver, *vault.seal(("blob", thread_id, checkpoint_ns, ch, str(ver)), t, d), base, rw)
+                for ch, ver, t, d, base, rw in blobs
+            ]
+        return blobs
     return [
         (ch, ver, *(serde.dumps_typed(values[ch]) if ch in values else ("empty", b"")), None, False)
         for ch, ver in new_versions.items()
@@ -259,6 +363,7 @@ def load_channel(
     where: Callable[[], str],
     writer: DeltaWriter | None = None,
     head: bool = False,
+    at_rest: bool = True,
 ) -> Any:
     """Decodes the blob stored at ``key``; ``fetch(key)`` returns a stored blob.
 
@@ -270,14 +375,31 @@ def load_channel(
     from the thread's latest checkpoint) the stored version its next put can
     be a delta of and, from the head, the objects handed out, so that put
     encodes only what a run adds; ``key`` is then (thread, ns, channel,
-    version). ``where()`` names the row in errors.
+    version). ``where()`` names the row in errors. A blob encrypted for its
+    row is decrypted as it is fetched; ``at_rest``: see ``layout_of``.
     """
     with located(where):
-        return _load_channel(serde, key, fetch, cache, writer, head)
+        layout = layout_of(serde, at_rest)
+        if layout.vault is not None:
+            fetch = _revealing(serde, layout, fetch)
+        return _load_channel(serde, layout, key, fetch, cache, writer, head)
+
+
+def _revealing(
+    serde: SerializerProtocol, layout: Layout, fetch: Callable[[BlobKey], Stored | None]
+) -> Callable[[BlobKey], Stored | None]:
+    def revealed(key: BlobKey) -> Stored | None:
+        stored = fetch(key)
+        if stored is None or stored[0] in CLEAR_TYPES:
+            return stored
+        return (*reveal(serde, layout, ("blob", *key), stored[:2]), stored[2])
+
+    return revealed
 
 
 def _load_channel(
     serde: SerializerProtocol,
+    layout: Layout,
     key: BlobKey,
     fetch: Callable[[BlobKey], Stored | None],
     cache: dict[BlobKey, Any] | None,
@@ -292,7 +414,11 @@ def _load_channel(
         raise CorruptDataError(f"blob for version {key[-1]} is missing")
     type_, data, base = stored
     if type_ != ENVELOPE_TYPE:
-        value = known[key] = serde.loads_typed((type_, data))
+        if layout.vault is None:  # an encrypted blob is an error here, typed
+            value = serde.loads_typed(reveal(serde, layout, ("blob", *key), (type_, data)))
+        else:  # revealed as fetched
+            value = (layout.ours or serde).loads_typed((type_, data))
+        known[key] = value
         return value
     # Walk back to a keyframe or to a version already decoded...
     chain = [(key, data, base)]
@@ -308,7 +434,7 @@ def _load_channel(
         chain.append((base_key, nxt[1], nxt[2]))
         base = nxt[2]
     # ...then decode forward, each delta on top of its base's value.
-    codec = codec_of(serde)
+    codec = (layout.ours or default_serializer()).codec
     value = known[(*key[:-1], base)] if base is not None else None
     if cache is None:
         value = codec.loads_steps([(blob, b) for _, blob, b in reversed(chain)], value)

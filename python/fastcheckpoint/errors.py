@@ -23,6 +23,12 @@ class CorruptDataError(DeserializationError):
     """A stored blob fails its checksum or its delta chain is incomplete."""
 
 
+class DecryptionError(DeserializationError):
+    """An encrypted body that cannot be read as its row's: no key given opens
+    it (a wrong or missing key, a damaged, truncated or tampered body), it was
+    encrypted for another row, or it is read by a saver without a cipher."""
+
+
 class DisallowedTypeError(DeserializationError):
     """A stored blob names a type or callable the security policy refuses."""
 
@@ -79,6 +85,7 @@ __all__ = [
     "ConnectionLostError",
     "CorruptDataError",
     "DatabaseLockedError",
+    "DecryptionError",
     "DeserializationError",
     "DisallowedTypeError",
     "DiskFullError",

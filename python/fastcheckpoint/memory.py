@@ -95,6 +95,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
             self._fetch,
             None,
             lambda: f"thread {thread_id!r} checkpoint_ns {ns!r} channel {channel!r} version {version}",
+            at_rest=False,
         )
 
     def _values(self, thread_id: str, checkpoint_ns: str, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
@@ -268,7 +269,7 @@ class InMemorySaver(_UpstreamInMemorySaver):
         inline_values(c, values, reput)  # type: ignore[arg-type]
         kept = False
         for ch, ver, type_, data, _, rewrite in encode_channels(
-            self.serde, self._writer, thread_id, ns, values, new_versions, reput=reput
+            self.serde, self._writer, thread_id, ns, values, new_versions, reput=reput, at_rest=False
         ):
             if rewrite:
                 # A version the segment just stored covers: the same value, as a pointer into it.

@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastcheckpoint._sql import CheckpointRow
-from fastcheckpoint._storage import full_record, loads
+from fastcheckpoint._storage import checkpoint_row, full_record, loads
 from fastcheckpoint.cli import _render as render
 from fastcheckpoint.cli._check import compare, query_op, verify
 from fastcheckpoint.cli._db import CliError, Database
+from fastcheckpoint.encryption import KEY_ENV
 from fastcheckpoint.errors import CheckpointError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -111,7 +112,12 @@ def cmd_history(db: Database, args: argparse.Namespace) -> int:
     # Hidden rows too: a listed checkpoint's parent may be one.
     decoded = {
         r.checkpoint_id: full_record(
-            loads(serde, (r.type, bytes(r.checkpoint)), lambda r=r: f"checkpoint {r.checkpoint_id!r}"),
+            loads(
+                serde,
+                (r.type, bytes(r.checkpoint)),
+                checkpoint_row(args.thread, args.ns, r.checkpoint_id),
+                lambda r=r: f"checkpoint {r.checkpoint_id!r}",
+            ),
             r.checkpoint_id,
             lambda r=r: db.saver._channels(r.channels),
         )
@@ -338,6 +344,33 @@ def cmd_prune(db: Database, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reencrypt(db: Database, args: argparse.Namespace) -> int:
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+    from tqdm import tqdm
+
+    from fastcheckpoint._rekey import Rekeyed, rekey_thread_op
+    from fastcheckpoint.encryption import AesCipher
+
+    saver = db.ours()
+    try:
+        saver.serde = EncryptedSerializer(AesCipher.from_env(*(args.previous_key_env or ())))
+    except CheckpointError as e:
+        raise CliError(
+            f"{e} (the new key goes in {KEY_ENV}, each previous one in a variable --previous-key-env names)"
+        ) from e
+    total = Rekeyed()
+    for thread_id in tqdm(_all_threads(db), desc="re-encrypting", unit="thread", disable=None):
+        done = db.run(rekey_thread_op(saver, thread_id))
+        total.rewritten += done.rewritten
+        total.current += done.current
+        total.changed += done.changed
+    _out(
+        f"re-encrypted {total.rewritten} rows; {total.current} already were under the new key"
+        + (f"; {total.changed} changed while this ran: run again to finish" if total.changed else "")
+    )
+    return 1 if total.changed else 0
+
+
 def cmd_vacuum(db: Database, args: argparse.Namespace) -> int:
     db.ours()
     if db.pg:
@@ -480,6 +513,18 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--older-than", type=duration, metavar="DURATION", help="only threads idle this long (e.g. 30d)")
     c.add_argument("--dry-run", action="store_true", help="say what would be removed")
 
+    c = command(
+        "reencrypt",
+        f"encrypt every stored body under the key in {KEY_ENV} (resumable): rows under previous keys "
+        "and rows stored unencrypted",
+    )
+    c.add_argument(
+        "--previous-key-env",
+        action="append",
+        metavar="NAME",
+        help="an environment variable holding a key rows may be encrypted under now (repeatable)",
+    )
+
     c = command("vacuum", "give the space of removed rows back")
     c.add_argument("--full", action="store_true", help="Postgres: VACUUM FULL (returns space to the system)")
 
@@ -497,6 +542,7 @@ _COMMANDS = {
     "diff": cmd_diff,
     "verify": cmd_verify,
     "prune": cmd_prune,
+    "reencrypt": cmd_reencrypt,
     "vacuum": cmd_vacuum,
     "stats": cmd_stats,
 }

@@ -15,7 +15,8 @@ from fastcheckpoint._native import ENVELOPE_TYPE, blob_info
 from fastcheckpoint._ops import Op, Read
 from fastcheckpoint._saver import StoreSaver
 from fastcheckpoint._sql import CheckpointRow
-from fastcheckpoint._storage import INLINE
+from fastcheckpoint._storage import INLINE, reveal_blob
+from fastcheckpoint.errors import CheckpointError
 
 
 def query_op(sql: str, params: Iterable[Any] = ()) -> Op[list[Any]]:
@@ -34,8 +35,14 @@ def verify_thread(
         (b[1], b[2], version_of(b[3])): (b[4], bytes(b[5]) if b[5] is not None else b"", b[6] and version_of(b[6]))
         for b in blob_rows
     }
+    thread_id = blob_rows[0][0] if blob_rows else None
     for (ns, ch, ver), (type_, data, base) in blobs.items():
         where = {"checkpoint_ns": ns, "channel": ch, "version": ver}
+        try:
+            type_, data = reveal_blob(saver.serde, ("blob", thread_id, ns, ch, ver), (type_, data))
+        except CheckpointError as e:
+            damage.append({**where, "error": f"{type(e).__name__}: {e}"})
+            continue
         if type_ != ENVELOPE_TYPE:
             continue
         try:

@@ -11,6 +11,7 @@ from typing import Any
 from fastcheckpoint._copy import Source
 from fastcheckpoint._ops import Op, Read, T
 from fastcheckpoint._saver import StoreSaver
+from fastcheckpoint.encryption import KEY_ENV, AesCipher
 from fastcheckpoint.errors import CheckpointError, StorageError
 
 _PG_SCHEMES = ("postgresql://", "postgres://")
@@ -19,6 +20,20 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 class CliError(Exception):
     """A problem the user can fix (wrong path, unknown thread, ...): printed, exit status 2."""
+
+
+def cli_serde() -> Any:
+    """The serializer the commands read and write with: encrypted with the key
+    in ``LANGGRAPH_AES_KEY`` when it is set (as upstream's
+    ``from_pycryptodome_aes`` reads it), else ours."""
+    if not os.environ.get(KEY_ENV):
+        return None
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    try:
+        return EncryptedSerializer(AesCipher.from_env())
+    except CheckpointError as e:
+        raise CliError(f"{KEY_ENV}: {e}") from e
 
 
 def is_postgres(target: str) -> bool:
@@ -70,7 +85,7 @@ class Database:
             self.conn: Any = sqlite3.connect(uri, uri=True, check_same_thread=False)
         else:
             self.conn = sqlite3.connect(path, check_same_thread=False)
-        self.saver = SqliteSaver(self.conn)
+        self.saver = SqliteSaver(self.conn, serde=cli_serde())
 
     def _open_postgres(self, uri: str, prepare_threshold: int | None) -> None:
         try:
@@ -84,7 +99,7 @@ class Database:
             self.conn = psycopg.Connection.connect(uri, **connection_kwargs(prepare_threshold))
         except psycopg.Error as e:
             raise CliError(f"cannot connect to {_redact(uri)}: {str(e).strip()}") from e
-        self.saver = PostgresSaver(self.conn)
+        self.saver = PostgresSaver(self.conn, serde=cli_serde())
 
     @property
     def store(self) -> Any:

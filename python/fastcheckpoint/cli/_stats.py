@@ -11,6 +11,7 @@ from tqdm import tqdm
 from fastcheckpoint._copy import OurTables
 from fastcheckpoint._native import ENVELOPE_TYPE, assemble_chain, blob_info
 from fastcheckpoint._saver import StoreSaver
+from fastcheckpoint._storage import reveal_blob
 
 
 def _logical_sizes(
@@ -40,15 +41,23 @@ def thread_stats(saver: StoreSaver, thread_id: str, channels: dict[str, dict[str
     checkpoints oldest first with the bytes each stored and the size of the
     whole state it stands for."""
     rows, blob_rows, _ = saver._run(OurTables(saver).rows_op(thread_id))
-    blobs = {(b[1], b[2], b[3]): (b[4], bytes(b[5] or b""), b[6]) for b in blob_rows}
+    version_of = saver.sql.version_of
+    stored = {(b[1], b[2], b[3]): len(b[5] or b"") for b in blob_rows}
+    blobs = {
+        (b[1], b[2], b[3]): (
+            *reveal_blob(saver.serde, ("blob", b[0], b[1], b[2], version_of(b[3])), (b[4], bytes(b[5] or b""))),
+            b[6],
+        )
+        for b in blob_rows
+    }
     body = {k: blob_info(b[1])[3] if b[0] == ENVELOPE_TYPE else len(b[1]) for k, b in blobs.items()}
     logical = _logical_sizes(blobs, body)
-    for key, (type_, data, base) in blobs.items():
+    for key, (type_, _, base) in blobs.items():
         c = channels.setdefault(
             key[1], {"versions": 0, "keyframes": 0, "deltas": 0, "stored": 0, "body": 0, "logical": 0}
         )
         c["versions"] += 1
-        c["stored"] += len(data)
+        c["stored"] += stored[key]
         c["logical"] += logical[key]
         c["body"] += body[key]
         if type_ == ENVELOPE_TYPE:
@@ -66,7 +75,7 @@ def thread_stats(saver: StoreSaver, thread_id: str, channels: dict[str, dict[str
         history.append(
             {
                 "checkpoint_id": r.checkpoint_id,
-                "stored": len(r.checkpoint) + sum(len(blobs[k][1]) for k in new),
+                "stored": len(r.checkpoint) + sum(stored[k] for k in new),
                 "state": sum(logical[k] for k in refs),
             }
         )

@@ -281,6 +281,14 @@ def rewrite_blobs(rows: Sequence[Rewrite]) -> list[tuple[str, tuple[Any, ...], b
     return [*deletes, *((INSERT_BLOB, row, False) for row in rows)]
 
 
+# As _sql's: a body encrypted anew, only if it is still the bytes read.
+REBODY_CHECKPOINT = f"""UPDATE fc_checkpoints SET type = ?, record = ?
+    WHERE thread = {_THREAD} AND checkpoint_ns = ? AND checkpoint_id = ? AND record = ?"""
+REBODY_BLOB = f"""UPDATE fc_blobs SET type = ?, blob = ?
+    WHERE thread = {_THREAD} AND checkpoint_ns = ? AND channel = ? AND version = ? AND blob = ?"""
+REBODY_WRITE = f"""UPDATE fc_writes SET type = ?, value = ?
+    WHERE thread = {_THREAD} AND checkpoint_ns = ? AND checkpoint_id = ? AND task_id = ? AND idx = ? AND value = ?"""
+
 WRITE_COLUMNS = "(thread, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value)"
 UPSERT_WRITE = f"INSERT OR REPLACE INTO fc_writes {WRITE_COLUMNS} VALUES ({_THREAD}, ?, ?, ?, ?, ?, ?, ?, ?)"
 INSERT_WRITE = f"INSERT OR IGNORE INTO fc_writes {WRITE_COLUMNS} VALUES ({_THREAD}, ?, ?, ?, ?, ?, ?, ?, ?)"

@@ -33,6 +33,7 @@ py_error!(storage_error, "StorageError");
 py_error!(database_locked_error, "DatabaseLockedError");
 py_error!(disk_full_error, "DiskFullError");
 py_error!(missing_row_error, "MissingRowError");
+py_error!(decryption_error, "DecryptionError");
 
 /// Core errors: checksum and chain failures are corruption, the rest malformed input.
 pub fn core_error(e: CoreError) -> PyErr {

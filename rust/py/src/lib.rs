@@ -14,8 +14,11 @@
 //! * [`trace`]: identity traces that let the writer reuse unchanged elements' bytes.
 //! * [`store`]: `SqliteStore`, core's `store` (batched SQLite transactions) bound
 //!   for Python, run without the GIL.
+//! * [`cipher`]: `AesEax`, native AES-EAX in the format of LangGraph's pycryptodome
+//!   cipher, under rotating keys.
 //! * [`errors`]: the single mapping from Rust errors to the Python exception tree.
 
+mod cipher;
 mod classify;
 mod codec;
 mod decode;
@@ -32,6 +35,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<codec::Codec>()?;
+    m.add_class::<cipher::AesEax>()?;
     m.add_class::<writer::DeltaWriter>()?;
     m.add_class::<writer::Body>()?;
     m.add_class::<store::SqliteStore>()?;
