@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
+from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
+from fastcheckpoint.encryption import AesCipher
 from fastcheckpoint.memory import InMemorySaver
 from fastcheckpoint.serde import RustSerializer
 from fastcheckpoint.sqlite import SqliteSaver
@@ -45,7 +47,35 @@ async def async_sqlite_saver():
             yield saver
 
 
-SAVERS = [memory_saver, memory_saver_strict, sqlite_saver, sqlite_saver_memory_strict, async_sqlite_saver]
+# Encrypted savers: upstream's pycryptodome AES (taken natively) and ours under two keys.
+AES_KEY = b"conformance-key-0123456789abcdef"
+
+
+@checkpointer_test(name="fastcheckpoint.SqliteSaver[EncryptedSerializer.from_pycryptodome_aes]")
+async def sqlite_saver_encrypted():
+    with tempfile.TemporaryDirectory() as d, SqliteSaver.from_conn_string(str(Path(d, "c.db"))) as saver:
+        saver.serde = EncryptedSerializer.from_pycryptodome_aes(key=AES_KEY)
+        yield saver
+
+
+@checkpointer_test(name="fastcheckpoint.AsyncSqliteSaver[AesCipher, two keys]")
+async def async_sqlite_saver_encrypted():
+    serde = EncryptedSerializer(AesCipher(AES_KEY, AES_KEY[::-1]))
+    with tempfile.TemporaryDirectory() as d:
+        async with AsyncSqliteSaver.from_conn_string(str(Path(d, "c.db"))) as saver:
+            saver.serde = serde
+            yield saver
+
+
+SAVERS = [
+    memory_saver,
+    memory_saver_strict,
+    sqlite_saver,
+    sqlite_saver_memory_strict,
+    async_sqlite_saver,
+    sqlite_saver_encrypted,
+    async_sqlite_saver_encrypted,
+]
 
 
 async def check_full_conformance(registered) -> None:

@@ -18,7 +18,7 @@ from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
 from fastcheckpoint._copy import OurTables
 from fastcheckpoint._native import ENVELOPE_TYPE, seal
-from fastcheckpoint._ops import Op, Write
+from fastcheckpoint._ops import Op, Stmt, Write
 from fastcheckpoint._storage import checkpoint_row, layout_of, located, write_row
 from fastcheckpoint.encryption import CLEAR_TYPES, Row, Vault, is_sealed
 from fastcheckpoint.errors import ConfigError
@@ -36,15 +36,22 @@ class Rekeyed:
     changed: int = 0  # rows a saver rewrote meanwhile: left for the next pass
 
 
-def _rebody(serde: EncryptedSerializer, vault: Vault, row: Row, type_: str, data: Any) -> tuple[str, bytes] | None:
-    """The row's body encrypted with the first key, or None if it already is."""
+def _rebody(
+    serde: EncryptedSerializer, vault: Vault, row: Row, type_: str, data: Any, was: Row | None
+) -> tuple[str, bytes] | None:
+    """The row's body encrypted with the first key for ``row``, or None if
+    that is what it holds. ``was``: the row it may still be bound to (a row
+    ``copy_thread`` copied from another thread); a body not encrypted for
+    either is an error."""
     if data is None or type_ in CLEAR_TYPES:
         return None
     data = bytes(data)
     if is_sealed(type_):
-        index, type_, data = vault.open_indexed(row, type_, data)
-        if index == 0:
+        index, which, type_, data = vault.open_for((row,) if was is None else (row, was), type_, data)
+        if index == 0 and which == 0:
             return None
+    elif was is not None:
+        return None  # not bound to a row: copied as it is
     elif "+" in type_:  # upstream's format, as an earlier release stored it
         type_, _, name = type_.partition("+")
         data = serde.cipher.decrypt(name, data)
@@ -53,34 +60,56 @@ def _rebody(serde: EncryptedSerializer, vault: Vault, row: Row, type_: str, data
     return vault.seal(row, type_, data)
 
 
-def rekey_thread_op(saver: StoreSaver, thread_id: str) -> Op[Rekeyed]:
-    """Re-encrypts one thread's bodies under the first key of ``saver.serde``'s cipher."""
+def thread_vault(saver: StoreSaver) -> tuple[EncryptedSerializer, Vault]:
+    """The saver's serializer and vault; a ``ConfigError`` if it encrypts nothing."""
     serde = saver.serde
     vault = layout_of(serde).vault
     if vault is None or not isinstance(serde, EncryptedSerializer):
         raise ConfigError("re-encrypting needs a saver whose serde is an EncryptedSerializer over our storage")
+    return serde, vault
+
+
+def rebody_op(
+    saver: StoreSaver, thread_id: str, read_from: str | None = None, copied_from: str | None = None
+) -> Op[tuple[list[Stmt], Rekeyed]]:
+    """Statements that leave each of the thread's bodies encrypted with the
+    first key for its row. The rows are read from ``read_from`` (default: the
+    thread itself), as the statements of ``copy_thread`` that run before them
+    in one transaction copy them; ``copied_from``: the thread its rows may
+    still be bound to. Each statement replaces a body only if it is still the
+    one read."""
+    serde, vault = thread_vault(saver)
     sql = saver.sql
-    rows, blob_rows, write_rows = yield from OurTables(saver).rows_op(thread_id)
+    rows, blob_rows, write_rows = yield from OurTables(saver).rows_op(read_from or thread_id)
+    was_thread = read_from or copied_from
     done = Rekeyed()
-    batch = []
+    batch: list[Stmt] = []
 
     def add(query: str, row: Row, type_: str, data: Any, key: tuple[Any, ...], where: str) -> None:
+        mine = (row[0], thread_id, *row[2:])
+        was = None if was_thread is None else (row[0], was_thread, *row[2:])
         with located(lambda: f"thread {thread_id!r} {where}"):
-            new = _rebody(serde, vault, row, type_, data)
+            new = _rebody(serde, vault, mine, type_, data, was)
         if new is None:
             done.current += data is not None and type_ not in CLEAR_TYPES
         else:
-            batch.append((query, (*new, *key, data), False))
+            batch.append((query, (*new, thread_id, *key, data), False))
 
     for r in rows:
-        key = (r.thread_id, r.checkpoint_ns, r.checkpoint_id)
-        add(sql.REBODY_CHECKPOINT, checkpoint_row(*key), r.type, r.checkpoint, key, f"checkpoint {r.checkpoint_id!r}")
-    for t, ns, ch, ver, type_, data, _ in blob_rows:
-        row = ("blob", t, ns, ch, sql.version_of(ver))
-        add(sql.REBODY_BLOB, row, type_, data, (t, ns, ch, ver), f"channel {ch!r} version {row[-1]}")
-    for t, ns, cid, task, ch, type_, value, _, idx in write_rows:
-        row = write_row(t, ns, cid, task, idx)
-        add(sql.REBODY_WRITE, row, type_, value, (t, ns, cid, task, idx), f"checkpoint {cid!r} write {ch!r}")
+        key = (r.checkpoint_ns, r.checkpoint_id)
+        add(sql.REBODY_CHECKPOINT, checkpoint_row("", *key), r.type, r.checkpoint, key, f"checkpoint {key[1]!r}")
+    for _, ns, ch, ver, type_, data, _ in blob_rows:
+        row = ("blob", "", ns, ch, sql.version_of(ver))
+        add(sql.REBODY_BLOB, row, type_, data, (ns, ch, ver), f"channel {ch!r} version {row[-1]}")
+    for _, ns, cid, task, ch, type_, value, _, idx in write_rows:
+        row = write_row("", ns, cid, task, idx)
+        add(sql.REBODY_WRITE, row, type_, value, (ns, cid, task, idx), f"checkpoint {cid!r} write {ch!r}")
+    return batch, done
+
+
+def rekey_thread_op(saver: StoreSaver, thread_id: str) -> Op[Rekeyed]:
+    """Re-encrypts one thread's bodies under the first key of ``saver.serde``'s cipher."""
+    batch, done = yield from rebody_op(saver, thread_id)
     if batch:
         counts = yield Write(batch)
         done.rewritten = sum(1 for n in counts if n)

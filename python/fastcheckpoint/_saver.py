@@ -43,6 +43,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from fastcheckpoint._native import DeltaWriter
 from fastcheckpoint._ops import AsyncStore, Op, Page, Read, Stmt, Store, T, Write, arun_op, iter_op, run_op
+from fastcheckpoint._rekey import rebody_op
 from fastcheckpoint._retention import Retention, prune_strategy
 from fastcheckpoint._sql import ThreadCheckpoint
 from fastcheckpoint._storage import (
@@ -56,6 +57,7 @@ from fastcheckpoint._storage import (
     encode_channels,
     full_record,
     inline_values,
+    layout_of,
     load_channel,
     loads,
     move_pending_sends,
@@ -70,6 +72,8 @@ from fastcheckpoint.serde import RustSerializer
 # JSON without the spaces json.dumps puts after separators (made once: json.dumps
 # builds an encoder per call for any non-default argument).
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+# Passes of copy_thread over copies whose source changed while it ran.
+_REBIND_PASSES = 3
 # Checkpoints fetched per round trip when listing.
 LIST_PAGE = 64
 # Threads whose newest checkpoint id a saver remembers (forgetting one only
@@ -697,11 +701,25 @@ class StoreSaver(BaseCheckpointSaver[str]):
                 yield from self._retain_op(str(thread_id), 1)
 
     def _copy_thread_op(self, source_thread_id: str, target_thread_id: str) -> Op[None]:
+        """Copies the rows in SQL; encrypted bodies are bound to their rows, so
+        those copies are encrypted anew for theirs in the same transaction."""
         pair = (str(source_thread_id), str(target_thread_id))
-        yield Write(
+        encrypted = layout_of(self.serde).vault is not None
+        rebind: list[Stmt] = []
+        if encrypted:
+            rebind, _ = yield from rebody_op(self, pair[1], read_from=pair[0])
+        counts = yield Write(
             [*self._ensure_thread(pair[1]), (self.sql.COPY_CHECKPOINTS, (*pair, self.clock()), False)]
             + [(q, pair, False) for q in self.sql.COPY_THREAD_ROWS]
+            + rebind
         )
+        missed = bool(rebind) and not all(counts[-len(rebind) :])
+        for _ in range(_REBIND_PASSES if missed else 0):
+            # Rows of the source changed between reading and copying: their
+            # copies are still bound to the source. Encrypt those anew.
+            fix, _ = yield from rebody_op(self, pair[1], copied_from=pair[0])
+            if not fix or all((yield Write(fix))):
+                break
         self._writer.forget(str(target_thread_id))
 
     # -- retention ---------------------------------------------------------------------

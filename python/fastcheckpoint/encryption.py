@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,12 +157,20 @@ class Vault:
 
     def open_indexed(self, row: Row, stored_type: str, body: bytes) -> tuple[int | None, str, bytes]:
         """As ``open``, with the index of the key that opened it when known."""
+        index, _, type_, data = self.open_for((row,), stored_type, body)
+        return index, type_, data
+
+    def open_for(self, rows: Sequence[Row], stored_type: str, body: bytes) -> tuple[int | None, int, str, bytes]:
+        """A body that may be bound to any of ``rows``: (index of the key that
+        opened it when known, index of its row in ``rows``, type, data)."""
         inner, _, name = stored_type.rpartition("+")
         index, plain = self._decrypt(name, bytes(body))
-        if plain[:BINDING] != binding(row):
+        bound = plain[:BINDING]
+        which = next((i for i, row in enumerate(rows) if binding(row) == bound), None)
+        if which is None:
             raise DecryptionError("the encrypted body belongs to another row (it was moved or copied here)")
         type_ = ENVELOPE_TYPE if inner == ENVELOPE_TYPE else inner[len(ENVELOPE_TYPE) + 1 :]
-        return index, type_, plain[BINDING:]
+        return index, which, type_, plain[BINDING:]
 
 
 def is_sealed(type_: str) -> bool:
