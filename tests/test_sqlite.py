@@ -400,7 +400,9 @@ def as_released(made: Path, old: Path, schema: int) -> None:
         f"SELECT {columns.format('record').replace('thread_id', THREAD_NAME)}, hidden, created_at FROM fc_checkpoints"
     ):
         channels = {ch: long(v) if isinstance(v, str) else v for ch, v in json.loads(stored).items()}
-        record = full_record(loads(serde, (type_, data), str), key[2], lambda channels=channels: channels)
+        record = full_record(
+            loads(serde, (type_, data), ("checkpoint", *key), str), key[2], lambda channels=channels: channels
+        )
         data = seal(serde.dumps_typed(record)[1])
         row = (*key, parent, ENVELOPE_TYPE, data, metadata, json.dumps(channels), hidden, created)
         into = f"INSERT INTO fc_checkpoints ({columns.format('checkpoint')}, hidden, created_at)"

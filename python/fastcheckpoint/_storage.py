@@ -28,8 +28,7 @@ import random
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, SerializerProtocol
@@ -102,8 +101,7 @@ def checkpoint_ns_of(config: RunnableConfig) -> str:
     return config["configurable"].get("checkpoint_ns", "") or ""
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(NamedTuple):
     """How a saver's serializer stores values: ``ours`` (a ``RustSerializer``)
     encodes our envelopes, or None for upstream's format through the
     serializer itself; ``vault`` then encrypts each body for its row."""
