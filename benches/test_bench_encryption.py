@@ -12,7 +12,7 @@ Run: .venv/bin/python -m pytest benches/test_bench_encryption.py -s
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -23,7 +23,7 @@ from langgraph.checkpoint.serde.base import CipherProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
-from benches._timing import fmt, settle, tail, timeit
+from benches._timing import fmt, settle, tail
 from benches._workload import CONFIG, thread_checkpoints
 from benches.test_bench_long_thread import db_bytes, pg_sizes
 from benches.test_bench_recorded_graph import MARKS as GRAPH_MARKS
@@ -57,24 +57,43 @@ SERDES: dict[str, Any] = {
 }
 
 
-def grow(saver: Any, turns: int, size: Any) -> dict[int, dict[str, float]]:
-    """Puts the thread one message at a time; at each mark: size(), put
-    p50/p95 so far and get_tuple."""
-    out = {}
-    times: list[float] = []
+def grow(savers: dict[str, tuple[Any, int, Any]]) -> dict[str, dict[int, dict[str, float]]]:
+    """Puts the same thread to each saver (``name -> (saver, turns, size)``),
+    one message at a time and taking turns, so that a slower moment of the
+    machine falls on all alike; at each mark: ``size()``, put p50/p95 so far
+    and get_tuple."""
+    out: dict[str, dict[int, dict[str, float]]] = {name: {} for name in savers}
+    times: dict[str, list[float]] = {name: [] for name in savers}
+    puts = {
+        name: thread_checkpoints(saver, (m for t in range(turns) for m in turn_messages(t)))
+        for name, (saver, turns, _) in savers.items()
+    }
     settle()
-    puts = thread_checkpoints(saver, (m for t in range(turns) for m in turn_messages(t)))
-    for t in range(turns):
-        for args in itertools.islice(puts, 4):
-            start = time.perf_counter()
-            saver.put(*args)
-            times.append(time.perf_counter() - start)
-        if t + 1 in MARKS:
-            p50, p95 = tail(times)
-            get = timeit(lambda: saver.get_tuple(CONFIG), repeat=5, warmup=1)
-            raw = raw_text_bytes([m for u in range(t + 1) for m in turn_messages(u)])
-            out[t + 1] = {"bytes": size(), "raw": raw, "p50": p50, "p95": p95, "get": get["median"]}
-    assert saver.get_tuple(CONFIG).checkpoint["channel_values"]["messages"] == args[1]["channel_values"]["messages"]
+    for t in range(max(turns for _, turns, _ in savers.values())):
+        live = [name for name, (_, turns, _) in savers.items() if t < turns]
+        for _ in range(4):
+            for name in live:
+                args = next(puts[name])
+                start = time.perf_counter()
+                savers[name][0].put(*args)
+                times[name].append(time.perf_counter() - start)
+        if t + 1 not in MARKS:
+            continue
+        raw = raw_text_bytes([m for u in range(t + 1) for m in turn_messages(u)])
+        gets: dict[str, list[float]] = {name: [] for name in live}
+        for _ in range(7):
+            for name in live:
+                saver = savers[name][0]
+                start = time.perf_counter()
+                saver.get_tuple(CONFIG)
+                gets[name].append(time.perf_counter() - start)
+        for name in live:
+            p50, p95 = tail(times[name])
+            get = sorted(gets[name])[len(gets[name]) // 2]
+            out[name][t + 1] = {"bytes": savers[name][2](), "raw": raw, "p50": p50, "p95": p95, "get": get}
+    for saver, turns, _ in savers.values():
+        latest = saver.get_tuple(CONFIG).checkpoint["channel_values"]["messages"]
+        assert len(latest) == 4 * turns
     return out
 
 
@@ -98,11 +117,16 @@ def print_runs(title: str, runs: dict[str, dict[int, dict[str, float]]]) -> None
     print("/ plain: over the same saver without a cipher, same run")
 
 
+def turns_of(name: str) -> int:
+    return PYTHON_CIPHER_TURNS if name == "own cipher" else MARKS[-1]
+
+
 def test_encrypted_long_thread_sqlite(tmp_path) -> None:
-    runs = {}
-    for name, make in SERDES.items():
-        path = tmp_path / f"{name.split()[0]}.db"
-        with SqliteSaver.from_conn_string(str(path)) as saver:
+    with contextlib.ExitStack() as stack:
+        savers = {}
+        for name, make in SERDES.items():
+            path = tmp_path / f"{name.split()[0]}.db"
+            saver = stack.enter_context(SqliteSaver.from_conn_string(str(path)))
             if make is not None:
                 saver.serde = make()
 
@@ -110,7 +134,8 @@ def test_encrypted_long_thread_sqlite(tmp_path) -> None:
                 saver.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 return db_bytes(path)
 
-            runs[name] = grow(saver, MARKS[-1] if name != "own cipher" else PYTHON_CIPHER_TURNS, size)
+            savers[name] = (saver, turns_of(name), size)
+        runs = grow(savers)
     print_runs("A long thread, encrypted and not, SqliteSaver (synchronous NORMAL)", runs)
 
 
@@ -119,15 +144,16 @@ def test_encrypted_long_thread_postgres() -> None:
     from fastcheckpoint.postgres import PostgresSaver
     from tests.pgserver import cluster, database
 
-    runs = {}
-    with cluster(durable=True) as server:
+    with cluster(durable=True) as server, contextlib.ExitStack() as stack:
+        savers = {}
         for name, make in SERDES.items():
-            with database(server) as uri, PostgresSaver.from_conn_string(uri) as saver:
-                saver.setup()
-                if make is not None:
-                    saver.serde = make()
-                turns = MARKS[-1] if name != "own cipher" else PYTHON_CIPHER_TURNS
-                runs[name] = grow(saver, turns, lambda uri=uri: pg_sizes(uri, OUR_TABLES)[0])
+            uri = stack.enter_context(database(server))
+            saver = stack.enter_context(PostgresSaver.from_conn_string(uri))
+            saver.setup()
+            if make is not None:
+                saver.serde = make()
+            savers[name] = (saver, turns_of(name), lambda uri=uri: pg_sizes(uri, OUR_TABLES)[0])
+        runs = grow(savers)
     print_runs("The same thread on PostgresSaver (tables after VACUUM; default durable settings)", runs)
 
 

@@ -4,6 +4,11 @@
 //! that keys can rotate: it encrypts with the first and decrypts with whichever
 //! opens the body (EAX authenticates, so a wrong key fails instead of yielding
 //! other bytes).
+//!
+//! `encrypt_bound` makes the first `BOUND` bytes of the nonce a digest of the
+//! row the body is stored in (the rest random). EAX authenticates its nonce, so
+//! the body is bound to its row at no cost in size, and pycryptodome still
+//! decrypts it like any other.
 
 use aes::{Aes128, Aes192, Aes256};
 use eax::aead::{AeadCore, AeadInPlace, KeyInit, Nonce, OsRng};
@@ -15,6 +20,8 @@ use crate::errors::{config_error, decryption_error};
 
 const NONCE: usize = 16;
 const TAG: usize = 16;
+/// Bytes of a bound nonce that name the row (the other 8 are random).
+const BOUND: usize = 8;
 
 enum Key {
     A128(Box<Eax<Aes128>>),
@@ -42,8 +49,11 @@ impl Key {
         })
     }
 
-    fn encrypt(&self, plaintext: &[u8]) -> Vec<u8> {
-        let nonce = Eax::<Aes128>::generate_nonce(&mut OsRng);
+    fn encrypt(&self, plaintext: &[u8], bound: Option<&[u8]>) -> Vec<u8> {
+        let mut nonce = Eax::<Aes128>::generate_nonce(&mut OsRng);
+        if let Some(row) = bound {
+            nonce[..BOUND].copy_from_slice(row);
+        }
         let mut out = Vec::with_capacity(NONCE + TAG + plaintext.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&[0; TAG]);
@@ -93,8 +103,23 @@ impl AesEax {
 
     /// `nonce || tag || ciphertext` of `plaintext` under the first key.
     fn encrypt<'py>(&self, py: Python<'py>, plaintext: &[u8]) -> Bound<'py, PyBytes> {
-        let out = py.detach(|| self.keys[0].encrypt(plaintext));
+        let out = py.detach(|| self.keys[0].encrypt(plaintext, None));
         PyBytes::new(py, &out)
+    }
+
+    /// As `encrypt`, the nonce starting with `row` (8 bytes naming the row:
+    /// whoever reads the body checks them).
+    fn encrypt_bound<'py>(
+        &self,
+        py: Python<'py>,
+        plaintext: &[u8],
+        row: &[u8],
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        if row.len() != BOUND {
+            return Err(config_error(format!("a row binding is {BOUND} bytes")));
+        }
+        let out = py.detach(|| self.keys[0].encrypt(plaintext, Some(row)));
+        Ok(PyBytes::new(py, &out))
     }
 
     /// `(index of the key that opened it, plaintext)`; a `DecryptionError`
