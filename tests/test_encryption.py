@@ -28,6 +28,7 @@ from langgraph.types import Command
 
 from benches._workload import thread_checkpoints
 from fastcheckpoint._native import blob_info
+from fastcheckpoint._rekey import rekey_thread_op
 from fastcheckpoint._storage import long_version, reveal_blob
 from fastcheckpoint._text import turn_messages
 from fastcheckpoint.cli import main as cli
@@ -396,6 +397,39 @@ def test_keys_rotate_and_reencrypt_moves_every_row_to_the_new_key(target, monkey
         assert read_thread(saver, new) == put_new
     assert cli(["reencrypt", where, "--previous-key-env", "FC_OLD_KEY"]) == 0
     assert capsys.readouterr().out.startswith("re-encrypted 0 rows")
+
+
+def test_reencrypt_resumes_and_never_overwrites_a_row_a_saver_changed(tmp_path, monkeypatch, capsys) -> None:
+    """A thread already done (as an interrupted run leaves it) is not
+    rewritten; a row a saver replaces between the pass's read and its write
+    keeps the saver's value, and the command asks for another run."""
+    path = str(tmp_path / "c.db")
+    done, busy = str(uuid.uuid4()), str(uuid.uuid4())
+    with open_saver("sqlite", path, EncryptedSerializer(AesCipher(OLD_KEY))) as saver:
+        put_thread(saver, done, 2)
+        put = put_thread(saver, busy, 2)
+        pending = cfg(busy, checkpoint_id=max(put))
+        saver.put_writes(pending, [("__error__", "first failure")], "task-1")
+    with open_saver("sqlite", path, EncryptedSerializer(AesCipher(KEY, OLD_KEY))) as saver:
+        first = saver._run(rekey_thread_op(saver, done))
+        assert first.rewritten > 0 and first.changed == 0
+        op = rekey_thread_op(saver, busy)
+        read = saver._ready().read(next(op))
+        writes = op.send(read)  # the pass has read the thread; before it writes:
+        saver.put_writes(pending, [("__error__", "second failure")], "task-1")  # replaces the row
+        with pytest.raises(StopIteration) as stop:
+            op.send(saver._ready().write(writes))
+        assert stop.value.value.changed == 1
+        assert [w[2] for w in saver.get_tuple(pending).pending_writes] == ["second failure"]
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", KEY.decode())
+    monkeypatch.setenv("FC_OLD_KEY", OLD_KEY.decode())
+    capsys.readouterr()
+    assert cli(["reencrypt", path, "--previous-key-env", "FC_OLD_KEY"]) == 0
+    # Both passes left every row under the new key (the saver wrote the changed one so).
+    assert capsys.readouterr().out.startswith("re-encrypted 0 rows;")
+    with open_saver("sqlite", path, EncryptedSerializer(AesCipher(KEY))) as saver:
+        assert [w[2] for w in saver.get_tuple(pending).pending_writes] == ["second failure"]
+        assert read_thread(saver, done) and read_thread(saver, busy) == put
 
 
 # -- graphs, sync and async ---------------------------------------------------------------

@@ -58,8 +58,9 @@ impl Key {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&[0; TAG]);
         out.extend_from_slice(plaintext);
-        let tag = each_key!(self, c => c.encrypt_in_place_detached(&nonce, b"", &mut out[NONCE + TAG..]))
-            .expect("EAX encrypts any length");
+        let tag =
+            each_key!(self, c => c.encrypt_in_place_detached(&nonce, b"", &mut out[NONCE + TAG..]))
+                .expect("EAX encrypts any length");
         out[NONCE..NONCE + TAG].copy_from_slice(&tag);
         out
     }
