@@ -30,7 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from benches._timing import fmt, settle
 from benches._workload import CONFIG, thread_checkpoints
-from benches.test_bench_recorded_graph import agent_graph, record, replay
+from benches.test_bench_recorded_graph import _turn, agent_graph, record, replay
 from benches.test_bench_sqlite import Passthrough
 from fastcheckpoint._text import turn_messages
 from fastcheckpoint.postgres import PostgresSaver
@@ -51,7 +51,7 @@ def floor_saver() -> UpstreamMemory:
 
 
 def human(turn: int) -> Any:
-    return turn_messages(turn)[0]
+    return _turn(turn)[0].model_copy()
 
 
 # -- a saver per request -----------------------------------------------------------------
