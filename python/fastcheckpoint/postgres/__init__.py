@@ -37,7 +37,14 @@ from fastcheckpoint.postgres._upstream import UpstreamPostgres
 
 def setup_op(saver: StoreSaver) -> Op[None]:
     """Creates or migrates our tables, then takes over upstream's. Workers
-    starting together serialize on an advisory lock; every step is idempotent."""
+    starting together serialize on an advisory lock; every step is idempotent.
+    A database already current, with no upstream tables to take over, is only
+    read (a saver opened per request sets up on its first call)."""
+    ((ours, upstream),) = (yield Read([(sql.SET_UP, ())]))[0]
+    if ours and not (upstream and saver._take_over):
+        ((version,),) = (yield Read([(sql.GET_VERSION, ())]))[0]
+        if version == sql.SCHEMA_VERSION:
+            return
     yield Write([(sql.MIGRATION_LOCK, (), False), (sql.CREATE_VERSION_TABLE, (), False)])
     while True:
         ((version,),) = (yield Read([(sql.GET_VERSION, ())]))[0]

@@ -129,6 +129,11 @@ CHECKPOINT_RECORD = (
     "SELECT type, checkpoint FROM fc_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
 )
 
+# Whether our version table exists and whether upstream's checkpoints table does
+# (never fails, so it may run inside a caller's transaction): when ours is
+# current and there is nothing to take over, setting up writes nothing.
+SET_UP = """SELECT to_regclass('fc_schema') IS NOT NULL, EXISTS (SELECT 1 FROM information_schema.tables
+    WHERE table_schema = current_schema() AND table_name = 'checkpoints')"""
 # Held while migrating so that workers starting together migrate once.
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(7206474756217630033)"
 
