@@ -23,6 +23,7 @@ from Crypto.Cipher import AES
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.base import CipherProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqliteSaver
 from langgraph.types import Command
 
@@ -368,6 +369,29 @@ def test_a_cipher_added_later_reads_old_rows_and_encrypts_new_ones(target) -> No
         more = put_thread(saver, thread + "-next", 3)
         assert read_thread(saver, thread + "-next") == more
     assert stored_types(kind, where)["fc_checkpoints"] == {"fc1", SEALED["aes-cipher"]}
+
+
+class OwnJsonPlus(JsonPlusSerializer):
+    """A serializer of the user's own: inside an EncryptedSerializer it keeps
+    upstream's format, as every EncryptedSerializer did in an earlier release."""
+
+
+def test_rows_in_upstreams_encrypted_format_in_our_tables_read_and_reencrypt(target, monkeypatch) -> None:
+    kind, where = target
+    thread = str(uuid.uuid4())
+    with open_saver(kind, where, EncryptedSerializer.from_pycryptodome_aes(OwnJsonPlus(), key=KEY)) as saver:
+        put = put_thread(saver, thread, 2)
+        saver.put_writes(cfg(thread, checkpoint_id=max(put)), [("messages", ["pending"])], "task-1")
+    types = stored_types(kind, where)
+    assert types["fc_checkpoints"] == {"msgpack+aes"} and "msgpack+aes" in types["fc_blobs"]
+    with open_saver(kind, where, CIPHERS["upstream-aes"]()) as saver:
+        assert read_thread(saver, thread) == put
+    monkeypatch.setenv("LANGGRAPH_AES_KEY", KEY.decode())
+    assert cli(["reencrypt", where]) == 0
+    assert stored_types(kind, where)["fc_checkpoints"] == {SEALED["upstream-aes"]}
+    with open_saver(kind, where, CIPHERS["upstream-aes"]()) as saver:
+        assert read_thread(saver, thread) == put
+        assert [w[2] for w in saver.get_tuple(cfg(thread)).pending_writes] == [["pending"]]
 
 
 def test_keys_rotate_and_reencrypt_moves_every_row_to_the_new_key(target, monkeypatch, capsys) -> None:

@@ -414,6 +414,8 @@ def _load_channel(
     if type_ != ENVELOPE_TYPE:
         if layout.vault is None:  # an encrypted blob is an error here, typed
             value = serde.loads_typed(reveal(serde, layout, ("blob", *key), (type_, data)))
+        elif "+" in type_:  # upstream's encrypted format, as an earlier release stored it
+            value = serde.loads_typed((type_, data))
         else:  # revealed as fetched
             value = (layout.ours or serde).loads_typed((type_, data))
         known[key] = value
