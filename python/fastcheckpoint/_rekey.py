@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
-
 from fastcheckpoint._copy import OurTables
 from fastcheckpoint._native import ENVELOPE_TYPE, seal
 from fastcheckpoint._ops import Op, Stmt, Write
@@ -36,9 +34,7 @@ class Rekeyed:
     changed: int = 0  # rows a saver rewrote meanwhile: left for the next pass
 
 
-def _rebody(
-    serde: EncryptedSerializer, vault: Vault, row: Row, type_: str, data: Any, was: Row | None
-) -> tuple[str, bytes] | None:
+def _rebody(vault: Vault, row: Row, type_: str, data: Any, was: Row | None) -> tuple[str, bytes] | None:
     """The row's body encrypted with the first key for ``row``, or None if
     that is what it holds. ``was``: the row it may still be bound to (a row
     ``copy_thread`` copied from another thread); a body not encrypted for
@@ -54,19 +50,18 @@ def _rebody(
         return None  # not bound to a row: copied as it is
     elif "+" in type_:  # upstream's format, as an earlier release stored it
         type_, _, name = type_.partition("+")
-        data = serde.cipher.decrypt(name, data)
+        data = vault.decrypt(name, data)[1]
     if type_ == "msgpack":
         type_, data = ENVELOPE_TYPE, seal(data)
     return vault.seal(row, type_, data)
 
 
-def thread_vault(saver: StoreSaver) -> tuple[EncryptedSerializer, Vault]:
-    """The saver's serializer and vault; a ``ConfigError`` if it encrypts nothing."""
-    serde = saver.serde
-    vault = layout_of(serde).vault
-    if vault is None or not isinstance(serde, EncryptedSerializer):
+def thread_vault(saver: StoreSaver) -> Vault:
+    """The vault of the saver's serializer; a ``ConfigError`` if it encrypts nothing."""
+    vault = layout_of(saver.serde).vault
+    if vault is None:
         raise ConfigError("re-encrypting needs a saver whose serde is an EncryptedSerializer over our storage")
-    return serde, vault
+    return vault
 
 
 def rebody_op(
@@ -78,7 +73,7 @@ def rebody_op(
     in one transaction copy them; ``copied_from``: the thread its rows may
     still be bound to. Each statement replaces a body only if it is still the
     one read."""
-    serde, vault = thread_vault(saver)
+    vault = thread_vault(saver)
     sql = saver.sql
     rows, blob_rows, write_rows = yield from OurTables(saver).rows_op(read_from or thread_id)
     was_thread = read_from or copied_from
@@ -89,7 +84,7 @@ def rebody_op(
         mine = (row[0], thread_id, *row[2:])
         was = None if was_thread is None else (row[0], was_thread, *row[2:])
         with located(lambda: f"thread {thread_id!r} {where}"):
-            new = _rebody(serde, vault, mine, type_, data, was)
+            new = _rebody(vault, mine, type_, data, was)
         if new is None:
             done.current += data is not None and type_ not in CLEAR_TYPES
         else:

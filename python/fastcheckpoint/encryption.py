@@ -138,7 +138,7 @@ class Vault:
         native = cipher.aes if isinstance(cipher, AesCipher) else _upstream_aes(cipher)
         return cls(cipher, native)
 
-    def _decrypt(self, name: str, body: bytes) -> tuple[int | None, bytes]:
+    def decrypt(self, name: str, body: bytes) -> tuple[int | None, bytes]:
         """(index of the key that opened it, when known; plaintext)."""
         if self.native is not None and name == AES_NAME:
             return self.native.open(body)
@@ -184,9 +184,9 @@ class Vault:
             which = next((i for i, row in enumerate(rows) if binding(row, NONCE_BINDING) == body[:NONCE_BINDING]), None)
             if which is None:
                 raise DecryptionError(MOVED)
-            index, plain = self._decrypt(name, body)
+            index, plain = self.decrypt(name, body)
             return index, which, type_, plain
-        index, plain = self._decrypt(name, body)
+        index, plain = self.decrypt(name, body)
         bound = plain[:BINDING]
         which = next((i for i, row in enumerate(rows) if binding(row) == bound), None)
         if which is None:
