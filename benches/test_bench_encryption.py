@@ -21,13 +21,12 @@ from typing import Any
 from Crypto.Cipher import AES
 from langgraph.checkpoint.serde.base import CipherProtocol
 from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
-from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 
 from benches._timing import fmt, settle, tail
 from benches._workload import CONFIG, thread_checkpoints
 from benches.test_bench_long_thread import db_bytes, pg_sizes
 from benches.test_bench_recorded_graph import MARKS as GRAPH_MARKS
-from benches.test_bench_recorded_graph import record, replay
+from benches.test_bench_recorded_graph import print_replay, record, replay_both
 from fastcheckpoint._text import raw_text_bytes, turn_messages
 from fastcheckpoint.sqlite import SqliteSaver
 
@@ -161,20 +160,9 @@ def test_encrypted_recorded_graph_run(tmp_path) -> None:
     """A recorded ReAct graph run replayed to upstream SqliteSaver and to ours,
     both with ``EncryptedSerializer.from_pycryptodome_aes()``."""
     calls, ends = record(GRAPH_MARKS[-1])
-    sizes = {}
-    for name, cls in (("upstream", UpstreamSqlite), ("ours", SqliteSaver)):
-        path = tmp_path / f"{name}.db"
-        with cls.from_conn_string(str(path)) as saver:
-            saver.serde = EncryptedSerializer.from_pycryptodome_aes(key=KEY)
-            sizes[name] = replay(saver, calls, path, ends)
-            assert len(saver.get_tuple(CONFIG).checkpoint["channel_values"]["messages"]) == 4 * GRAPH_MARKS[-1]
-    print("\n## A recorded ReAct graph run, encrypted (EncryptedSerializer.from_pycryptodome_aes), SqliteSaver")
-    print(f"{'turns':>6} {'upstream MB':>12} {'ours MB':>9} {'smaller':>8} {'ours / raw text':>16} {'replay time':>12}")
-    for mark in GRAPH_MARKS:
-        raw = raw_text_bytes([m for t in range(mark) for m in turn_messages(t)])
-        (up, up_s), (ours, ours_s) = sizes["upstream"][mark], sizes["ours"][mark]
-        print(
-            f"{mark:>6} {up / 1e6:>12.2f} {ours / 1e6:>9.3f} {up / ours:>7.0f}x {ours / raw:>16.2f}"
-            f" {up_s / ours_s:>11.1f}x"
-        )
-    print("replay time: upstream's seconds over ours for the same calls (upstream FULL, ours NORMAL)")
+    sizes = replay_both(tmp_path, calls, ends, EncryptedSerializer.from_pycryptodome_aes(key=KEY))
+    print_replay(
+        "A recorded ReAct graph run, encrypted (EncryptedSerializer.from_pycryptodome_aes), SqliteSaver "
+        "(upstream FULL, ours NORMAL)",
+        sizes,
+    )

@@ -105,20 +105,27 @@ def replay(saver, calls, path: Path, ends: dict[int, int]) -> dict[int, tuple[in
     return out
 
 
-def test_recorded_graph_run(tmp_path) -> None:
-    calls, ends = record(MARKS[-1])
+Sizes = dict[str, dict[int, tuple[int, float]]]
+
+
+def replay_both(tmp_path: Path, calls: list, ends: dict[int, int], serde: Any = None) -> Sizes:
+    """``replay`` to upstream SqliteSaver and to ours (each given ``serde``
+    when set), on files in ``tmp_path``: by saver, each mark's bytes and seconds."""
     sizes = {}
     for name, cls in (("upstream", UpstreamSqlite), ("ours", SqliteSaver)):
         path = tmp_path / f"{name}.db"
         with cls.from_conn_string(str(path)) as saver:
+            if serde is not None:
+                saver.serde = serde
             sizes[name] = replay(saver, calls, path, ends)
             latest = saver.get_tuple(CONFIG)
             assert len(latest.checkpoint["channel_values"]["messages"]) == 4 * MARKS[-1]
-    puts = sum(kind == "put" for kind, _ in calls)
-    print(
-        f"\n## A recorded ReAct StateGraph run replayed to SqliteSaver ({puts} puts, "
-        f"{len(calls) - puts} put_writes at {MARKS[-1]} turns; upstream FULL, ours NORMAL)"
-    )
+    return sizes
+
+
+def print_replay(title: str, sizes: Sizes) -> None:
+    """The table of ``replay_both``'s figures at each mark."""
+    print(f"\n## {title}")
     print(f"{'turns':>6} {'upstream MB':>12} {'ours MB':>9} {'smaller':>8} {'ours / raw text':>16} {'replay time':>12}")
     for mark in MARKS:
         raw = raw_text_bytes([m for t in range(mark) for m in turn_messages(t)])
@@ -128,3 +135,14 @@ def test_recorded_graph_run(tmp_path) -> None:
             f" {up_s / ours_s:>11.1f}x"
         )
     print("replay time: upstream's seconds over ours for the same calls")
+
+
+def test_recorded_graph_run(tmp_path) -> None:
+    calls, ends = record(MARKS[-1])
+    sizes = replay_both(tmp_path, calls, ends)
+    puts = sum(kind == "put" for kind, _ in calls)
+    print_replay(
+        f"A recorded ReAct StateGraph run replayed to SqliteSaver ({puts} puts, "
+        f"{len(calls) - puts} put_writes at {MARKS[-1]} turns; upstream FULL, ours NORMAL)",
+        sizes,
+    )
