@@ -704,9 +704,8 @@ class StoreSaver(BaseCheckpointSaver[str]):
         """Copies the rows in SQL; encrypted bodies are bound to their rows, so
         those copies are encrypted anew for theirs in the same transaction."""
         pair = (str(source_thread_id), str(target_thread_id))
-        encrypted = layout_of(self.serde).vault is not None
         rebind: list[Stmt] = []
-        if encrypted:
+        if layout_of(self.serde).vault is not None:
             rebind, _ = yield from rebody_op(self, pair[1], read_from=pair[0])
         counts = yield Write(
             [*self._ensure_thread(pair[1]), (self.sql.COPY_CHECKPOINTS, (*pair, self.clock()), False)]

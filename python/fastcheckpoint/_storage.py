@@ -37,7 +37,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import TASKS
 
 from fastcheckpoint._native import ENVELOPE_TYPE, Body, DeltaWriter, delta_base, seal
-from fastcheckpoint.encryption import CLEAR_TYPES, Row, Vault, is_sealed
+from fastcheckpoint.encryption import Row, Vault, is_sealed
 from fastcheckpoint.errors import CheckpointError, ConfigError, CorruptDataError, DecryptionError
 from fastcheckpoint.serde import RustSerializer, default_serializer
 
@@ -173,7 +173,7 @@ def located(where: Callable[[], str]) -> Iterator[None]:
 def reveal_blob(serde: SerializerProtocol, row: Row, typed: Typed) -> Typed:
     """A stored blob row's ``(type, bytes)`` as before encryption (for tools
     that read blobs one by one); ``row`` is ``("blob", thread, ns, channel, version)``."""
-    return reveal(serde, layout_of(serde), row, typed) if typed[0] not in CLEAR_TYPES else typed
+    return reveal(serde, layout_of(serde), row, typed)
 
 
 def dumps(serde: SerializerProtocol, obj: Any, row: Row, later: bool = False) -> tuple[str, bytes | Body]:
@@ -388,8 +388,8 @@ def _revealing(
 ) -> Callable[[BlobKey], Stored | None]:
     def revealed(key: BlobKey) -> Stored | None:
         stored = fetch(key)
-        if stored is None or stored[0] in CLEAR_TYPES:
-            return stored
+        if stored is None:
+            return None
         return (*reveal(serde, layout, ("blob", *key), stored[:2]), stored[2])
 
     return revealed

@@ -166,12 +166,7 @@ class Vault:
             if body[:NONCE_BINDING] != binding(row, NONCE_BINDING):
                 raise DecryptionError(MOVED)
             return ENVELOPE_TYPE, self.native.open(body)[1]
-        return self.open_indexed(row, stored_type, body)[1:]
-
-    def open_indexed(self, row: Row, stored_type: str, body: bytes) -> tuple[int | None, str, bytes]:
-        """As ``open``, with the index of the key that opened it when known."""
-        index, _, type_, data = self.open_for((row,), stored_type, body)
-        return index, type_, data
+        return self.open_for((row,), stored_type, body)[2:]
 
     def open_for(self, rows: Sequence[Row], stored_type: str, body: bytes) -> tuple[int | None, int, str, bytes]:
         """A body that may be bound to any of ``rows``: (index of the key that
