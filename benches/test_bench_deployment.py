@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import statistics
 import time
 import uuid
@@ -128,7 +129,6 @@ async def concurrent_runs(saver: Any, threads: int, turns: int) -> float:
         for t in range(turns):
             await graph.ainvoke({"messages": [human(t)]}, config)
 
-    settle()
     start = time.perf_counter()
     await asyncio.gather(*(one(str(uuid.uuid4())) for _ in range(threads)))
     return threads * turns / (time.perf_counter() - start)
@@ -163,9 +163,10 @@ def test_concurrent_async_runs(tmp_path) -> None:
         for kind in ("SQLite", "PostgreSQL"):
             for threads, turns in SHAPES:
                 async with async_savers(kind, tmp_path, server) as savers:
-                    rates[kind, threads, turns] = {
-                        name: await concurrent_runs(saver, threads, turns) for name, saver in savers.items()
-                    }
+                    rates[kind, threads, turns] = {}
+                    for name, saver in savers.items():
+                        settle()
+                        rates[kind, threads, turns][name] = await concurrent_runs(saver, threads, turns)
 
     with cluster(durable=True) as server:
         asyncio.run(main(server))
@@ -237,6 +238,129 @@ def test_get_tuple_at_800_messages(tmp_path) -> None:
     print(f"{'workload':20} {'backend':11} {'upstream':>10} {'ours':>10} {'speed-up':>9}")
     for workload, backend, up, ours in rows:
         print(f"{workload:20} {backend:11} {fmt(up):>10} {fmt(ours):>10} {up / ours:>8.1f}x")
+
+
+# -- where the time goes ------------------------------------------------------------------
+
+
+class CallClock:
+    """Seconds of CPU (of the thread that made the call) and of wall time a
+    saver spends in each of the methods named, call by call. The async savers
+    run ``get_tuple`` on a worker thread, so wrapping it measures that too."""
+
+    def __init__(self, saver: Any, names: tuple[str, ...]) -> None:
+        self.calls: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+        for name in names:
+            setattr(saver, name, self._timed(self.calls[name], getattr(saver, name)))
+
+    @staticmethod
+    def _timed(into: list[tuple[float, float]], fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            cpu, wall = time.thread_time(), time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                into.append((time.thread_time() - cpu, time.perf_counter() - wall))
+
+        return timed
+
+    def take(self) -> dict[str, tuple[int, float, float]]:
+        """Per method since the last take: (calls, CPU seconds, wall seconds)."""
+        out = {name: (len(c), sum(x[0] for x in c), sum(x[1] for x in c)) for name, c in self.calls.items()}
+        for c in self.calls.values():
+            c.clear()
+        return out
+
+
+class GcClock:
+    """Seconds spent in Python's cyclic collector while active (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._start
+
+
+def test_where_the_time_goes(tmp_path) -> None:
+    """Where ours spends what the floor does not, on SQLite: a new saver per
+    request at 200 turns, by saver call (CPU of the thread making it, and wall
+    time), and 4 async threads x 100 turns on one saver, by thread and in the
+    cyclic GC."""
+    graph = agent_graph()
+    config = {"configurable": {"thread_id": str(uuid.uuid4())}}
+    floor = floor_saver()
+    floor_times, ours_times, by_call = [], [], []
+    settle()
+    for t in range(MARKS[-1]):
+        start = time.perf_counter()
+        graph.compile(checkpointer=floor).invoke({"messages": [human(t)]}, config)
+        floor_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        with SqliteSaver.from_conn_string(str(tmp_path / "per-request.db")) as saver:
+            opened = time.perf_counter()
+            clock = CallClock(saver, ("get_tuple", "put", "put_writes"))
+            graph.compile(checkpointer=saver).invoke({"messages": [human(t)]}, config)
+            closing = time.perf_counter()
+        end = time.perf_counter()
+        ours_times.append(end - start)
+        by_call.append({**clock.take(), "open": (1, 0.0, opened - start), "close": (1, 0.0, end - closing)})
+    last = slice(MARKS[-1] - WINDOW, MARKS[-1])
+    print(f"\n## Where the time goes, SQLite: a new saver per request, the requests at {MARKS[-1]} turns (median)")
+    print(f"floor {fmt(statistics.median(floor_times[last]))}, ours {fmt(statistics.median(ours_times[last]))}")
+    print(f"{'ours':12} {'calls':>6} {'CPU':>11} {'wall':>11}")
+    for name in ("open", "get_tuple", "put", "put_writes", "close"):
+        calls, cpu, wall = (statistics.median(r[name][i] for r in by_call[last]) for i in range(3))
+        print(f"{name:12} {calls:>6.0f} {fmt(cpu) if cpu else '':>11} {fmt(wall):>11}")
+    print("put and put_writes run on LangGraph's background threads, beside the graph's own work")
+
+    async def accounted(saver: Any, clock: CallClock | None) -> dict[str, float]:
+        settle()
+        main = time.thread_time()
+        process = time.process_time()
+        with GcClock() as gc_clock:
+            rate = await concurrent_runs(saver, 4, 100)
+        figures = {
+            "wall": 1 / rate,
+            "CPU": time.process_time() - process,
+            "event loop": time.thread_time() - main,
+            "GC": gc_clock.seconds,
+        }
+        figures["other threads"] = figures["CPU"] - figures["event loop"]
+        if clock is not None:
+            figures["get_tuple"] = clock.take()["get_tuple"][1]
+        return figures
+
+    async def main() -> dict[str, dict[str, float]]:
+        out = {"floor": await accounted(floor_saver(), None)}
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "concurrent.db")) as saver:
+            out["ours"] = await accounted(saver, CallClock(saver, ("get_tuple",)))
+        return out
+
+    figures = asyncio.run(main())
+    turns = 4 * 100
+    print("\n## Where the time goes, SQLite: 4 async threads x 100 turns on one AsyncSqliteSaver, per turn")
+    print(f"{'':8} {'wall':>10} {'CPU':>10} {'event loop':>11} {'other threads':>14} {'GC':>10} {'get_tuple':>10}")
+    for name, f in figures.items():
+        cells = [fmt(f["wall"])] + [fmt(f[k] / turns) for k in ("CPU", "event loop", "other threads", "GC")]
+        cells.append(fmt(f["get_tuple"] / turns) if "get_tuple" in f else "")
+        print(f"{name:8} {cells[0]:>10} {cells[1]:>10} {cells[2]:>11} {cells[3]:>14} {cells[4]:>10} {cells[5]:>10}")
+    print(
+        "CPU: the whole process; event loop: the graph, our encoding and the commits' answers; other threads:"
+        " LangGraph's workers (its sync nodes, our get_tuple) and our commit thread; GC and get_tuple are"
+        " inside those"
+    )
 
 
 def test_plot_deployment_shapes() -> None:
