@@ -364,7 +364,7 @@ def test_where_the_time_goes(tmp_path) -> None:
 
 
 def test_plot_deployment_shapes() -> None:
-    """The plot of the two tests above (docs/deployment_shapes.png)."""
+    """The plot of the per-request and concurrent tests (docs/deployment_shapes.png)."""
     if not {"per request, SQLite", "concurrent"} <= set(_figures):
         return  # run alone: nothing measured to draw
     import matplotlib
