@@ -29,7 +29,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSqlite
 from psycopg_pool import AsyncConnectionPool
 
-from benches._timing import fmt, settle
+from benches._timing import fmt, settle, time_calls
 from benches._workload import CONFIG, thread_checkpoints
 from benches.test_bench_recorded_graph import _turn, agent_graph, record, replay
 from benches.test_bench_sqlite import Passthrough
@@ -250,19 +250,7 @@ class CallClock:
 
     def __init__(self, saver: Any, names: tuple[str, ...]) -> None:
         self.calls: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
-        for name in names:
-            setattr(saver, name, self._timed(self.calls[name], getattr(saver, name)))
-
-    @staticmethod
-    def _timed(into: list[tuple[float, float]], fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            cpu, wall = time.thread_time(), time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                into.append((time.thread_time() - cpu, time.perf_counter() - wall))
-
-        return timed
+        time_calls(saver, names, lambda name, cpu, wall: self.calls[name].append((cpu, wall)))
 
     def take(self) -> dict[str, tuple[int, float, float]]:
         """Per method since the last take: (calls, CPU seconds, wall seconds)."""

@@ -21,7 +21,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver as UpstreamSqlite
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver as UpstreamAsyncSqlite
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from benches._timing import fmt, settle, table, tail, timeit
+from benches._timing import fmt, settle, table, tail, time_calls, timeit
 from benches._workload import CONFIG, REPEATED_TEXT, THREAD, thread_checkpoints
 from fastcheckpoint.sqlite import SqliteSaver
 from fastcheckpoint.sqlite.aio import AsyncSqliteSaver
@@ -201,21 +201,11 @@ def call_costs(saver, turns: int, n: int = 5) -> list[tuple[str, float]]:
     log: dict[tuple[str, int], list[float]] = {}
     rank: collections.Counter[str] = collections.Counter()
 
-    def timed(name: str):
-        method = getattr(saver, name)
+    def logged(name: str, cpu: float, _wall: float) -> None:
+        log.setdefault((name, rank[name]), []).append(cpu)
+        rank[name] += 1
 
-        def call(*args, **kwargs):
-            start = time.thread_time()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                log.setdefault((name, rank[name]), []).append(time.thread_time() - start)
-                rank[name] += 1
-
-        return call
-
-    for name in ("get_tuple", "put", "put_writes"):
-        setattr(saver, name, timed(name))
+    time_calls(saver, ("get_tuple", "put", "put_writes"), logged)
     app = agent_graph().compile(checkpointer=saver)
     for t in range(turns, turns + n):
         rank.clear()
