@@ -110,7 +110,10 @@ def main() -> None:
                 if child.returncode:
                     sys.exit(f"{build} failed:\n{child.stderr}")
                 runs[build].append(json.loads(child.stdout.strip().splitlines()[-1]))
-    print(f"## This build against {args.wheel.name}, {args.rounds} rounds in turns (median of rounds; every round)")
+    print(
+        f"## This build against {args.wheel.name}, {args.rounds} rounds in turns (median of rounds; every round);"
+        " SQLite at synchronous NORMAL, Postgres with durable defaults"
+    )
     print(f"{'backend':14} {'figure':10} {'this':>9} {'baseline':>9} {'this / baseline':>16}")
     for backend in BACKENDS:
         for figure in FIGURES:

@@ -305,7 +305,10 @@ def test_where_the_time_goes(tmp_path) -> None:
         ours_times.append(end - start)
         by_call.append({**clock.take(), "open": (1, 0.0, opened - start), "close": (1, 0.0, end - closing)})
     last = slice(MARKS[-1] - WINDOW, MARKS[-1])
-    print(f"\n## Where the time goes, SQLite: a new saver per request, the requests at {MARKS[-1]} turns (median)")
+    print(
+        f"\n## Where the time goes, SQLite (synchronous NORMAL): a new saver per request, the requests at"
+        f" {MARKS[-1]} turns (median)"
+    )
     print(f"floor {fmt(statistics.median(floor_times[last]))}, ours {fmt(statistics.median(ours_times[last]))}")
     print(f"{'ours':12} {'calls':>6} {'CPU':>11} {'wall':>11}")
     for name in ("open", "get_tuple", "put", "put_writes", "close"):
@@ -338,7 +341,10 @@ def test_where_the_time_goes(tmp_path) -> None:
 
     figures = asyncio.run(main())
     turns = 4 * 100
-    print("\n## Where the time goes, SQLite: 4 async threads x 100 turns on one AsyncSqliteSaver, per turn")
+    print(
+        "\n## Where the time goes, SQLite (synchronous NORMAL): 4 async threads x 100 turns on one"
+        " AsyncSqliteSaver, per turn"
+    )
     print(f"{'':8} {'wall':>10} {'CPU':>10} {'event loop':>11} {'other threads':>14} {'GC':>10} {'get_tuple':>10}")
     for name, f in figures.items():
         cells = [fmt(f["wall"])] + [fmt(f[k] / turns) for k in ("CPU", "event loop", "other threads", "GC")]
